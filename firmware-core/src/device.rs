@@ -1,0 +1,207 @@
+//! The device: a smoltcp interface, the socket HAL and the policy, driven by the host.
+
+use alloc::vec::Vec;
+
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult};
+use smoltcp::phy;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+
+use crate::event::DeviceEvent;
+use crate::hal::Hal;
+use crate::ingress::IngressFilter;
+use crate::policy::{DeviceConfig, Policy};
+
+/// Seeds for the device's two sources of nondeterminism; the host derives them from its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceSeeds {
+    /// smoltcp `Config::random_seed` (initial sequence numbers).
+    pub stack: u64,
+    /// The Wi-Fi worker thread's delays.
+    pub worker: u64,
+}
+
+/// The firmware device. The host owns the clock and the link: it calls [`Device::poll`] with
+/// the link's `phy::Device` whenever packets arrive, at [`Device::poll_at`], and before each
+/// application loop iteration.
+pub struct Device {
+    iface: Interface,
+    pub(crate) hal: Hal,
+    address: Ipv4Address,
+    now: Instant,
+    scratch: Vec<u8>,
+    dropped_syns: Vec<IpEndpoint>,
+    known_remotes: Vec<IpEndpoint>,
+}
+
+impl Device {
+    /// A device with address `address`/`prefix_len` on an IP-medium link (no ARP).
+    pub fn new<D: phy::Device + ?Sized>(
+        phy: &mut D,
+        address: Ipv4Address,
+        prefix_len: u8,
+        policy: Policy,
+        config: DeviceConfig,
+        seeds: DeviceSeeds,
+        now: Instant,
+    ) -> Device {
+        let mut iface_config = Config::new(HardwareAddress::Ip);
+        iface_config.random_seed = seeds.stack;
+        let mut iface = Interface::new(iface_config, phy, now);
+        iface.update_ip_addrs(|addrs| {
+            // Cannot fail: the list holds several addresses and starts empty.
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(address), prefix_len));
+        });
+        Device {
+            iface,
+            hal: Hal::new(policy, config, seeds.worker),
+            address,
+            now,
+            scratch: Vec::new(),
+            dropped_syns: Vec::new(),
+            known_remotes: Vec::new(),
+        }
+    }
+
+    /// The device's IPv4 address.
+    pub fn address(&self) -> Ipv4Address {
+        self.address
+    }
+
+    /// The policy the device runs.
+    pub fn policy(&self) -> &Policy {
+        self.hal.policy()
+    }
+
+    /// The device's sizes and timings.
+    pub fn config(&self) -> &DeviceConfig {
+        self.hal.config()
+    }
+
+    /// The time of the last poll.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Advances the device to `now`: runs the worker thread's due jobs, processes every packet
+    /// the link holds (one at a time, observing sockets after each), then sends what is due.
+    pub fn poll<D: phy::Device + ?Sized>(&mut self, now: Instant, phy: &mut D) {
+        if now > self.now {
+            self.now = now;
+        }
+        let now = self.now;
+        self.hal.run_worker(now);
+        loop {
+            let drop_port = self.hal.silent_syn_drop_port();
+            if drop_port.is_some() {
+                self.hal.known_remotes(&mut self.known_remotes);
+            }
+            let known = &self.known_remotes;
+            let mut filter = IngressFilter {
+                inner: &mut *phy,
+                drop_syn: |remote: IpEndpoint, port: u16| {
+                    Some(port) == drop_port && !known.contains(&remote)
+                },
+                scratch: &mut self.scratch,
+                dropped: &mut self.dropped_syns,
+            };
+            let result = self
+                .iface
+                .poll_ingress_single(now, &mut filter, &mut self.hal.sockets);
+            for remote in self.dropped_syns.drain(..) {
+                self.hal.push_event(DeviceEvent::SynDropped { remote });
+            }
+            if result == PollIngressSingleResult::None {
+                break;
+            }
+            self.hal.observe(now);
+        }
+        self.iface.poll_egress(now, phy, &mut self.hal.sockets);
+        // Timers (retransmission give-up, TIME-WAIT expiry) change states during egress.
+        self.hal.observe(now);
+        self.hal.collect_garbage();
+    }
+
+    /// The earliest time the device needs [`Device::poll`] again without new packets
+    /// (stack timers, worker thread). `Some(t)` with `t <= now` means "now".
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        let stack = self.iface.poll_at(self.now, &self.hal.sockets);
+        let worker = self.hal.worker_poll_at();
+        match (stack, worker) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves the events since the last call into `out`, oldest first.
+    pub fn take_events(&mut self, out: &mut Vec<DeviceEvent>) {
+        self.hal.take_events(out);
+    }
+
+    /// Stack sockets the server holds (pool slots in use).
+    pub fn pool_in_use(&self) -> usize {
+        self.hal.pool_in_use()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
+    use crate::app::ForumSketch;
+    use crate::testkit::Bench;
+    use crate::{DeviceConfig, Policy};
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Random bytes, and real packets with random bytes flipped, never panic the device.
+    #[test]
+    fn garbage_ingress_never_panics() {
+        for policy in [Policy::LEGACY, Policy::FIXED] {
+            let mut b = Bench::new(
+                policy,
+                DeviceConfig::for_policy(&policy),
+                Box::new(ForumSketch::new(6000)),
+            );
+            let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+            // Capture real device packets to mutate: a handshake and some data.
+            let h = b.connect(6000);
+            b.run_app(3);
+            b.peer_send(h, b"hello");
+            let mut templates: Vec<Vec<u8>> = b.to_peer().iter().cloned().collect();
+            templates.push(Vec::from(&b"\x45\x00\x00\x28"[..]));
+            b.run_app(2);
+            for i in 0..5000 {
+                let mut packet = if i % 3 == 0 {
+                    (0..(rng.next() % 80)).map(|_| rng.next() as u8).collect()
+                } else {
+                    let mut p = templates[(rng.next() as usize) % templates.len()].clone();
+                    for _ in 0..(1 + rng.next() % 4) {
+                        if !p.is_empty() {
+                            let at = (rng.next() as usize) % p.len();
+                            p[at] = rng.next() as u8;
+                        }
+                    }
+                    p
+                };
+                if i % 7 == 0 {
+                    packet.truncate((rng.next() as usize) % (packet.len() + 1));
+                }
+                b.inject(packet);
+                if i % 16 == 0 {
+                    b.run_app(1);
+                }
+            }
+            b.run_app(10);
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The socket HAL: a model of Device OS `hal/src/photon/socket_hal.cpp` over smoltcp.
+//!
+//! smoltcp has no accept queue: a listening socket becomes the connection. The HAL keeps
+//! listeners armed per server, watches every socket after each processed packet, and reproduces
+//! the Photon's Wi-Fi networking worker thread: handshake completions and peer closes are posted
+//! to it, and it acts on them after a seeded delay (filling the accept FIFO, setting the
+//! per-socket `closed` flag). The application's next HAL call on a flagged socket acts on the
+//! flag according to the [`Policy`].
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rand_core::{RngCore, SeedableRng};
+use rand_pcg::Pcg32;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+use crate::event::{ConnId, DeviceEvent};
+use crate::policy::{DeviceConfig, Policy, RxCopy, StopWithUnread};
+
+/// A socket handle as the HAL gives it to the Wiring layer (`sock_handle_t`).
+/// Stale handles (socket closed and slot reused) are detected by the generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockId {
+    index: u32,
+    generation: u32,
+}
+
+/// Why a HAL socket call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockError {
+    /// The handle does not name a live socket (never valid, or already closed by the app).
+    InvalidHandle,
+    /// The HAL closed the socket after its `closed` flag (Legacy L3/L4).
+    Closed,
+    /// The stack refused the operation in the socket's TCP state.
+    InvalidState,
+}
+
+/// Why `TcpServer::begin` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenError {
+    /// Port 0 cannot be listened on.
+    Unaddressable,
+}
+
+/// A server socket's handle (`TCPServer::_sock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerId(u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Armed in LISTEN, waiting for a SYN.
+    Listener,
+    /// SYN received, handshake in progress.
+    Handshaking,
+    /// Handshake completed; the worker has not yet put it in the accept queue.
+    Completed,
+    /// In the accept queue.
+    Queued,
+    /// Handed to the application by `accept`.
+    Accepted,
+}
+
+struct Slot {
+    generation: u32,
+    server: u32,
+    /// The smoltcp socket; `None` once its pool slot was freed.
+    handle: Option<SocketHandle>,
+    role: Role,
+    conn: ConnId,
+    /// Set by the worker thread: the stack reported the peer's FIN or RST.
+    closed_flag: bool,
+    /// The flag was set before the application accepted the connection.
+    flagged_while_queued: bool,
+    /// The HAL closed the socket because of the flag (Legacy): every call now fails.
+    hal_closed: bool,
+    /// The stack's FIN or RST was seen by `observe` (the worker has been told).
+    peer_close_posted: bool,
+    /// The application called `socket_close`.
+    released: bool,
+    /// Sizes of received packets not yet read, oldest first (sum = stack receive queue).
+    rx_packets: VecDeque<usize>,
+    rx_queue_seen: usize,
+}
+
+struct Server {
+    port: u16,
+    accept_queue: VecDeque<SockId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum WorkerJob {
+    Connected(SockId),
+    Disconnected(SockId),
+}
+
+/// The socket layer of the device. Owns the smoltcp socket set.
+pub struct Hal {
+    pub(crate) sockets: SocketSet<'static>,
+    policy: Policy,
+    config: DeviceConfig,
+    slots: Vec<Option<Slot>>,
+    generations: Vec<u32>,
+    servers: Vec<Server>,
+    worker_queue: VecDeque<(Instant, WorkerJob)>,
+    worker_busy_until: Instant,
+    worker_rng: Pcg32,
+    next_serial: u32,
+    events: Vec<DeviceEvent>,
+}
+
+impl Hal {
+    pub(crate) fn new(policy: Policy, config: DeviceConfig, worker_seed: u64) -> Hal {
+        Hal {
+            sockets: SocketSet::new(Vec::new()),
+            policy,
+            config,
+            slots: Vec::new(),
+            generations: Vec::new(),
+            servers: Vec::new(),
+            worker_queue: VecDeque::new(),
+            worker_busy_until: Instant::ZERO,
+            worker_rng: Pcg32::seed_from_u64(worker_seed),
+            next_serial: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub(crate) fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// Events since the last call, oldest first.
+    pub(crate) fn take_events(&mut self, out: &mut Vec<DeviceEvent>) {
+        out.append(&mut self.events);
+    }
+
+    // ---- servers and accept ---------------------------------------------------------------
+
+    /// `socket_create_tcp_server(port)`.
+    pub(crate) fn create_server(&mut self, port: u16) -> Result<ServerId, ListenError> {
+        if port == 0 {
+            return Err(ListenError::Unaddressable);
+        }
+        if let Some(i) = self.servers.iter().position(|s| s.port == port) {
+            return Ok(ServerId(i as u32));
+        }
+        self.servers.push(Server {
+            port,
+            accept_queue: VecDeque::new(),
+        });
+        self.rearm_listeners();
+        Ok(ServerId(self.servers.len() as u32 - 1))
+    }
+
+    /// `socket_accept` / `next_accept`: pops the next queued connection without looking at it
+    /// (the dead-flag rules act on the first use, in [`Hal::check_closed`]).
+    pub(crate) fn accept(&mut self, server: ServerId) -> Option<SockId> {
+        let id = self
+            .servers
+            .get_mut(server.0 as usize)?
+            .accept_queue
+            .pop_front()?;
+        let slot = self.slot_mut(id).ok()?;
+        slot.role = Role::Accepted;
+        let conn = slot.conn;
+        self.events.push(DeviceEvent::Accepted { conn });
+        self.rearm_listeners();
+        Some(id)
+    }
+
+    /// Number of connections waiting in a server's accept queue.
+    pub fn accept_queue_len(&self, server: ServerId) -> usize {
+        self.servers
+            .get(server.0 as usize)
+            .map_or(0, |s| s.accept_queue.len())
+    }
+
+    /// Keeps listeners armed: at most `backlog` connections pending (listening, in handshake
+    /// or queued) per server, and no more stack sockets than the pool has slots for.
+    fn rearm_listeners(&mut self) {
+        for server in 0..self.servers.len() as u32 {
+            loop {
+                let mut pending = 0;
+                let mut in_pool = 0;
+                for slot in self.slots.iter().flatten() {
+                    if slot.handle.is_some() {
+                        in_pool += 1;
+                    }
+                    if slot.server == server
+                        && matches!(
+                            slot.role,
+                            Role::Listener | Role::Handshaking | Role::Completed | Role::Queued
+                        )
+                    {
+                        pending += 1;
+                    }
+                }
+                if pending >= self.config.backlog || in_pool >= self.config.server_slots() {
+                    break;
+                }
+                self.add_listener(server);
+            }
+        }
+    }
+
+    fn add_listener(&mut self, server: u32) {
+        let port = self.servers[server as usize].port;
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; self.config.rx_buffer_size]),
+            tcp::SocketBuffer::new(vec![0; self.config.tx_buffer_size]),
+        );
+        socket.set_ack_delay(Some(Duration::from_millis(self.config.ack_delay_ms)));
+        // Cannot fail: port is non-zero and the socket is fresh.
+        let _ = socket.listen(port);
+        let handle = self.sockets.add(socket);
+        let index = match self.slots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                self.slots.len() - 1
+            }
+        };
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        self.slots[index] = Some(Slot {
+            generation: self.generations[index],
+            server,
+            handle: Some(handle),
+            role: Role::Listener,
+            conn: ConnId::UNKNOWN,
+            closed_flag: false,
+            flagged_while_queued: false,
+            hal_closed: false,
+            peer_close_posted: false,
+            released: false,
+            rx_packets: VecDeque::new(),
+            rx_queue_seen: 0,
+        });
+    }
+
+    /// With the backlog full and this policy, a SYN to `port` from a new peer is dropped
+    /// silently (L5) rather than answered with RST by the stack (F4).
+    pub(crate) fn silent_syn_drop_port(&self) -> Option<u16> {
+        if self.policy.syn_overflow != crate::policy::SynOverflow::DropSilently {
+            return None;
+        }
+        // Only a full backlog drops silently; a full pool is answered with RST (L6).
+        for (i, server) in self.servers.iter().enumerate() {
+            let mut pending = 0;
+            let mut listening = false;
+            for slot in self.slots.iter().flatten() {
+                if slot.server == i as u32 {
+                    match slot.role {
+                        Role::Listener => listening = true,
+                        Role::Handshaking | Role::Completed | Role::Queued => pending += 1,
+                        Role::Accepted => {}
+                    }
+                }
+            }
+            if !listening && pending >= self.config.backlog {
+                return Some(server.port);
+            }
+        }
+        None
+    }
+
+    /// Peers that already have a connection on this device: their retransmitted SYNs must
+    /// reach that socket, not be dropped.
+    pub(crate) fn known_remotes(&self, out: &mut Vec<IpEndpoint>) {
+        out.clear();
+        out.extend(
+            self.slots
+                .iter()
+                .flatten()
+                .filter(|s| s.role != Role::Listener)
+                .map(|s| s.conn.remote),
+        );
+    }
+
+    pub(crate) fn push_event(&mut self, event: DeviceEvent) {
+        self.events.push(event);
+    }
+
+    // ---- observing the stack --------------------------------------------------------------
+
+    /// Looks at every socket after the stack processed a packet or a timer: handshakes,
+    /// received packets, peer closes. Posts work to the worker thread.
+    pub(crate) fn observe(&mut self, now: Instant) {
+        let mut rearm = false;
+        for index in 0..self.slots.len() {
+            let Some(slot) = self.slots[index].as_mut() else {
+                continue;
+            };
+            let Some(handle) = slot.handle else { continue };
+            let socket = self.sockets.get::<tcp::Socket>(handle);
+            let state = socket.state();
+            let id = SockId {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            match slot.role {
+                Role::Listener if state != tcp::State::Listen => {
+                    self.next_serial += 1;
+                    slot.conn = ConnId {
+                        serial: self.next_serial,
+                        remote: socket.remote_endpoint().unwrap_or(ConnId::UNKNOWN.remote),
+                    };
+                    slot.role = Role::Handshaking;
+                    self.events
+                        .push(DeviceEvent::SynReceived { conn: slot.conn });
+                    rearm = true;
+                }
+                Role::Handshaking if state == tcp::State::Listen => {
+                    // RST or timeout during the handshake: smoltcp listens again.
+                    self.events
+                        .push(DeviceEvent::HandshakeAborted { conn: slot.conn });
+                    slot.role = Role::Listener;
+                    slot.conn = ConnId::UNKNOWN;
+                }
+                _ => {}
+            }
+            if slot.role == Role::Handshaking && state != tcp::State::SynReceived {
+                slot.role = Role::Completed;
+                self.events
+                    .push(DeviceEvent::HandshakeCompleted { conn: slot.conn });
+                Self::post(
+                    &mut self.worker_queue,
+                    &mut self.worker_busy_until,
+                    &mut self.worker_rng,
+                    &self.config,
+                    now,
+                    WorkerJob::Connected(id),
+                );
+            }
+            if slot.role == Role::Listener || slot.role == Role::Handshaking {
+                continue;
+            }
+            let queued = socket.recv_queue();
+            if queued > slot.rx_queue_seen {
+                let bytes = queued - slot.rx_queue_seen;
+                slot.rx_packets.push_back(bytes);
+                slot.rx_queue_seen = queued;
+                self.events.push(DeviceEvent::DataReceived {
+                    conn: slot.conn,
+                    bytes,
+                });
+            }
+            let peer_closed = matches!(
+                state,
+                tcp::State::CloseWait
+                    | tcp::State::LastAck
+                    | tcp::State::Closing
+                    | tcp::State::TimeWait
+                    | tcp::State::Closed
+            );
+            if peer_closed && !slot.peer_close_posted && !slot.released && !slot.hal_closed {
+                slot.peer_close_posted = true;
+                self.events.push(DeviceEvent::PeerClosed {
+                    conn: slot.conn,
+                    reset: state == tcp::State::Closed,
+                });
+                Self::post(
+                    &mut self.worker_queue,
+                    &mut self.worker_busy_until,
+                    &mut self.worker_rng,
+                    &self.config,
+                    now,
+                    WorkerJob::Disconnected(id),
+                );
+            }
+        }
+        if rearm {
+            self.rearm_listeners();
+        }
+    }
+
+    /// The worker thread handles jobs one at a time, in order, each after a seeded delay.
+    fn post(
+        queue: &mut VecDeque<(Instant, WorkerJob)>,
+        busy_until: &mut Instant,
+        rng: &mut Pcg32,
+        config: &DeviceConfig,
+        now: Instant,
+        job: WorkerJob,
+    ) {
+        let span = config
+            .worker_delay_max_us
+            .saturating_sub(config.worker_delay_min_us);
+        let delay_us = config.worker_delay_min_us
+            + if span == 0 {
+                0
+            } else {
+                rng.next_u64() % (span + 1)
+            };
+        let start = if *busy_until > now { *busy_until } else { now };
+        let due = start + Duration::from_micros(delay_us);
+        *busy_until = due;
+        queue.push_back((due, job));
+    }
+
+    /// When the worker thread next has something to do.
+    pub(crate) fn worker_poll_at(&self) -> Option<Instant> {
+        self.worker_queue.front().map(|(due, _)| *due)
+    }
+
+    /// Runs the worker thread's jobs that are due at `now`.
+    pub(crate) fn run_worker(&mut self, now: Instant) {
+        while let Some(&(due, job)) = self.worker_queue.front() {
+            if due > now {
+                break;
+            }
+            self.worker_queue.pop_front();
+            match job {
+                WorkerJob::Connected(id) => {
+                    let Ok(slot) = self.slot_mut(id) else {
+                        continue;
+                    };
+                    if slot.role != Role::Completed {
+                        continue;
+                    }
+                    slot.role = Role::Queued;
+                    let (server, conn) = (slot.server, slot.conn);
+                    self.servers[server as usize].accept_queue.push_back(id);
+                    self.events.push(DeviceEvent::AcceptQueued { conn });
+                }
+                WorkerJob::Disconnected(id) => {
+                    let Ok(slot) = self.slot_mut(id) else {
+                        continue;
+                    };
+                    slot.closed_flag = true;
+                    slot.flagged_while_queued = slot.role != Role::Accepted;
+                    let (conn, while_queued) = (slot.conn, slot.flagged_while_queued);
+                    self.events
+                        .push(DeviceEvent::MarkedClosed { conn, while_queued });
+                }
+            }
+        }
+    }
+
+    /// Frees pool slots of sockets that are done (after egress, so an RST got out first).
+    pub(crate) fn collect_garbage(&mut self) {
+        let mut freed = false;
+        for index in 0..self.slots.len() {
+            let Some(slot) = self.slots[index].as_mut() else {
+                continue;
+            };
+            if let Some(handle) = slot.handle {
+                let state = self.sockets.get::<tcp::Socket>(handle).state();
+                let done_with = slot.released || slot.hal_closed;
+                let free = match state {
+                    tcp::State::Closed => done_with,
+                    // L6 keeps the slot until TIME-WAIT ends; F8 frees it at once.
+                    tcp::State::TimeWait => done_with && !self.policy.time_wait_holds_slot,
+                    _ => false,
+                };
+                if free {
+                    self.sockets.remove(handle);
+                    slot.handle = None;
+                    freed = true;
+                    self.events.push(DeviceEvent::SlotFreed { conn: slot.conn });
+                }
+            }
+            if slot.handle.is_none() && slot.released {
+                self.slots[index] = None;
+            }
+        }
+        if freed {
+            self.rearm_listeners();
+        }
+    }
+
+    // ---- per-socket calls from the Wiring layer -------------------------------------------
+
+    fn slot_mut(&mut self, id: SockId) -> Result<&mut Slot, SockError> {
+        Self::slot_in(&mut self.slots, id)
+    }
+
+    /// Borrows only the slot table, so the socket set stays available beside it.
+    fn slot_in(slots: &mut [Option<Slot>], id: SockId) -> Result<&mut Slot, SockError> {
+        match slots.get_mut(id.index as usize) {
+            Some(Some(slot)) if slot.generation == id.generation && !slot.released => Ok(slot),
+            _ => Err(SockError::InvalidHandle),
+        }
+    }
+
+    fn slot(&self, id: SockId) -> Result<&Slot, SockError> {
+        match self.slots.get(id.index as usize) {
+            Some(Some(slot)) if slot.generation == id.generation && !slot.released => Ok(slot),
+            _ => Err(SockError::InvalidHandle),
+        }
+    }
+
+    /// `isClosed()` of `tcp_server_client_t`: acts on the worker's flag. Under L3 (accepted
+    /// socket) or L4 (flagged while queued) the socket is closed and its unread data freed;
+    /// otherwise the flag only means "peer closed" and the data stays readable (F1, F3).
+    fn check_closed(&mut self, id: SockId) -> Result<(), SockError> {
+        let policy = self.policy;
+        let slot = Self::slot_in(&mut self.slots, id)?;
+        if slot.hal_closed {
+            return Err(SockError::Closed);
+        }
+        if !slot.closed_flag {
+            return Ok(());
+        }
+        let frees = if slot.flagged_while_queued {
+            policy.accept_hands_out_dead
+        } else {
+            policy.fin_frees_unread_data
+        };
+        if !frees {
+            return Ok(());
+        }
+        slot.hal_closed = true;
+        let conn = slot.conn;
+        let unread = slot.rx_packets.iter().sum::<usize>();
+        slot.rx_packets.clear();
+        slot.rx_queue_seen = 0;
+        if let Some(handle) = slot.handle {
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            Self::close_stack_socket(socket, unread > 0, policy.stop_with_unread);
+        }
+        self.events.push(DeviceEvent::UnreadDataFreed {
+            conn,
+            bytes: unread,
+        });
+        Err(SockError::Closed)
+    }
+
+    /// L7 / F5: FIN, or RST when unread data would otherwise vanish unnoticed.
+    fn close_stack_socket(socket: &mut tcp::Socket, unread: bool, rule: StopWithUnread) -> bool {
+        if unread && rule == StopWithUnread::Rst {
+            socket.abort();
+            true
+        } else {
+            socket.close();
+            false
+        }
+    }
+
+    /// `socket_active_status`: the socket is open and the peer has not been seen to close.
+    pub(crate) fn is_active(&mut self, id: SockId) -> bool {
+        self.check_closed(id).is_ok() && self.slot(id).is_ok_and(|s| !s.closed_flag)
+    }
+
+    /// Unread bytes in the stack for this socket, without acting on the closed flag.
+    pub(crate) fn rx_unread_bytes(&self, id: SockId) -> usize {
+        self.slot(id)
+            .map_or(0, |s| if s.hal_closed { 0 } else { s.rx_queue_seen })
+    }
+
+    /// `socket_receive`: copies received data into `buf` (L1: from one packet at most).
+    pub(crate) fn receive(&mut self, id: SockId, buf: &mut [u8]) -> Result<usize, SockError> {
+        self.check_closed(id)?;
+        let rule = self.policy.rx_copy;
+        let slot = Self::slot_in(&mut self.slots, id)?;
+        let Some(handle) = slot.handle else {
+            return Ok(0);
+        };
+        let limit = match rule {
+            RxCopy::OnePacketPerCall => {
+                buf.len().min(slot.rx_packets.front().copied().unwrap_or(0))
+            }
+            RxCopy::DrainAll => buf.len(),
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        let n = socket.recv_slice(&mut buf[..limit]).unwrap_or(0);
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = slot.rx_packets.front_mut() else {
+                break;
+            };
+            let take = left.min(*front);
+            *front -= take;
+            left -= take;
+            if *front == 0 {
+                slot.rx_packets.pop_front();
+            }
+        }
+        slot.rx_queue_seen -= n;
+        Ok(n)
+    }
+
+    /// `socket_send`.
+    pub(crate) fn send(&mut self, id: SockId, data: &[u8]) -> Result<usize, SockError> {
+        self.check_closed(id)?;
+        let slot = self.slot(id)?;
+        let Some(handle) = slot.handle else {
+            return Err(SockError::InvalidState);
+        };
+        self.sockets
+            .get_mut::<tcp::Socket>(handle)
+            .send_slice(data)
+            .map_err(|_| SockError::InvalidState)
+    }
+
+    /// `socket_close`: closes the connection (L7/F5 decide FIN or RST) and invalidates the handle.
+    /// `wiring_unread` is what the Wiring buffer still held.
+    pub(crate) fn close(&mut self, id: SockId, wiring_unread: usize) {
+        let rule = self.policy.stop_with_unread;
+        let Ok(slot) = Self::slot_in(&mut self.slots, id) else {
+            return;
+        };
+        let conn = slot.conn;
+        let unread = slot.rx_queue_seen + wiring_unread;
+        let mut sent_rst = false;
+        if !slot.hal_closed {
+            if let Some(handle) = slot.handle {
+                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+                sent_rst = Self::close_stack_socket(socket, unread > 0, rule);
+            }
+        }
+        slot.released = true;
+        self.events.push(DeviceEvent::Stopped {
+            conn,
+            unread_bytes: unread,
+            sent_rst,
+        });
+    }
+
+    /// The connection a handle belongs to.
+    pub(crate) fn conn(&self, id: SockId) -> Option<ConnId> {
+        self.slot(id).ok().map(|s| s.conn)
+    }
+
+    /// Stack sockets in use by the server (the pool slots taken).
+    pub fn pool_in_use(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.handle.is_some())
+            .count()
+    }
+
+    /// TCP state of a handle's stack socket (for tests and traces).
+    pub fn tcp_state(&self, id: SockId) -> Option<tcp::State> {
+        let handle = self.slot(id).ok()?.handle?;
+        Some(self.sockets.get::<tcp::Socket>(handle).state())
+    }
+}

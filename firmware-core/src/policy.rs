@@ -1,0 +1,602 @@
+//! Socket-layer rules of the device, one switch per rule.
+//!
+//! Each field is one rule of `shared/legacy-model.md` (L1-L7 and their fixes F1-F8) and is read in
+//! exactly one place of the HAL or Wiring layer; the doc comment names that place. A new rule from
+//! another embedded stack (ESP32 Arduino core, WiFi101, FreeRTOS+TCP) is one more field, its
+//! legacy/fixed value in the presets, and one branch at the place it governs.
+
+/// How `TcpClient::available()` refills the Wiring buffer from the stack (`hal::Hal::receive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxCopy {
+    /// L1: each call copies from at most one received packet (`read_packet_and_dispose`).
+    OnePacketPerCall,
+    /// F7: each call copies as much as fits.
+    DrainAll,
+}
+
+/// What `TcpClient::connected()` looks at (`wiring::TcpClient::connected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectedRule {
+    /// L2: `status() || bufferCount() > 0`; when false, probe `available()` once and `stop()`
+    /// if it returns 0. The probe moves stack data into the Wiring buffer as a side effect.
+    StatusOrBuffered,
+    /// F2: true while unread data remains anywhere (stack or Wiring buffer), without moving it;
+    /// `stop()` only when nothing is left and the peer has closed.
+    AnyUnreadData,
+}
+
+/// What `stop()` sends when unread data remains (`hal::Hal::close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopWithUnread {
+    /// L7: FIN, so the peer never learns the data was discarded.
+    Fin,
+    /// F5: RST (RFC 1122 4.2.2.13).
+    Rst,
+}
+
+/// What happens to a SYN when the listen backlog is full (`ingress::IngressFilter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynOverflow {
+    /// L5: dropped silently; the peer retransmits after its RTO.
+    DropSilently,
+    /// F4: refused visibly with RST (smoltcp's answer when no socket listens).
+    Reset,
+}
+
+/// The set of socket-layer rules. Build one from a preset and flip fields as needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// L1 / F7.
+    pub rx_copy: RxCopy,
+    /// L2 / F2.
+    pub connected_rule: ConnectedRule,
+    /// L3 (true) / F1 (false): when the HAL sees the worker's "disconnected" flag on an accepted
+    /// socket, it closes it and frees unread receive data (`hal::Hal::check_closed`).
+    pub fin_frees_unread_data: bool,
+    /// L4 (true) / F3 (false): a connection flagged dead while still in the accept queue is
+    /// handed out dead and its data freed on first use (`hal::Hal::check_closed`).
+    pub accept_hands_out_dead: bool,
+    /// L5 / F4.
+    pub syn_overflow: SynOverflow,
+    /// L6 (true) / F8 (false): a connection keeps its pool slot through TIME-WAIT
+    /// (`hal::Hal::collect_garbage`).
+    pub time_wait_holds_slot: bool,
+    /// L7 / F5.
+    pub stop_with_unread: StopWithUnread,
+    /// Legacy (false) / F6 (true): `write()` is allowed after the peer's FIN (half-close);
+    /// legacy requires `status()` (`wiring::TcpClient::write`).
+    pub write_after_peer_fin: bool,
+}
+
+impl Policy {
+    /// Device OS 0.5.3 on the Photon: rules L1-L7, the data-losing ones.
+    pub const LEGACY: Policy = Policy {
+        rx_copy: RxCopy::OnePacketPerCall,
+        connected_rule: ConnectedRule::StatusOrBuffered,
+        fin_frees_unread_data: true,
+        accept_hands_out_dead: true,
+        syn_overflow: SynOverflow::DropSilently,
+        time_wait_holds_slot: true,
+        stop_with_unread: StopWithUnread::Fin,
+        write_after_peer_fin: false,
+    };
+
+    /// Rules F1-F8: lose nothing, or tell the peer.
+    pub const FIXED: Policy = Policy {
+        rx_copy: RxCopy::DrainAll,
+        connected_rule: ConnectedRule::AnyUnreadData,
+        fin_frees_unread_data: false,
+        accept_hands_out_dead: false,
+        syn_overflow: SynOverflow::Reset,
+        time_wait_holds_slot: false,
+        stop_with_unread: StopWithUnread::Rst,
+        write_after_peer_fin: true,
+    };
+
+    /// The preset names accepted by [`Policy::from_name`].
+    pub const NAMES: [&'static str; 2] = ["legacy", "fixed"];
+
+    /// Looks up a preset by name.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        match name {
+            "legacy" => Some(Policy::LEGACY),
+            "fixed" => Some(Policy::FIXED),
+            _ => None,
+        }
+    }
+
+    /// The preset name if this policy equals one, else `"custom"`.
+    pub fn name(&self) -> &'static str {
+        if *self == Policy::LEGACY {
+            "legacy"
+        } else if *self == Policy::FIXED {
+            "fixed"
+        } else {
+            "custom"
+        }
+    }
+}
+
+/// Sizes and timings of the device, with Photon defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// lwIP `MEMP_NUM_TCP_PCB`: connection control blocks in all.
+    pub pool_size: usize,
+    /// Control blocks held by the cloud connection (not available to the server).
+    pub pool_reserved: usize,
+    /// Connections received but not yet taken by `TcpServer::available()` (L5: 1).
+    pub backlog: usize,
+    /// `TCPCLIENT_BUF_MAX_SIZE` of the Wiring `TCPClient`.
+    pub wiring_buffer_size: usize,
+    /// Stack receive buffer (advertised window) per connection.
+    pub rx_buffer_size: usize,
+    /// Stack transmit buffer per connection.
+    pub tx_buffer_size: usize,
+    /// Delay of the Wi-Fi networking worker thread handling one notification, lower bound.
+    pub worker_delay_min_us: u64,
+    /// Upper bound (inclusive) of the worker delay; each notification draws uniformly.
+    pub worker_delay_max_us: u64,
+    /// Delayed-ACK timeout of the device stack (lwIP: up to 250 ms).
+    pub ack_delay_ms: u64,
+}
+
+impl DeviceConfig {
+    /// Particle Photon, Device OS 0.5.3 (see `legacy-model.md`, "Timing facts").
+    pub const PHOTON: DeviceConfig = DeviceConfig {
+        pool_size: 5,
+        pool_reserved: 1,
+        backlog: 1,
+        wiring_buffer_size: 128,
+        rx_buffer_size: 4096,
+        tx_buffer_size: 4096,
+        worker_delay_min_us: 50,
+        worker_delay_max_us: 500,
+        ack_delay_ms: 250,
+    };
+
+    /// The defaults that go with a policy: the fixed firmware raised the pool to 10 (PR #1350)
+    /// and uses a backlog of 4.
+    pub fn for_policy(policy: &Policy) -> DeviceConfig {
+        if *policy == Policy::FIXED {
+            DeviceConfig {
+                pool_size: 10,
+                backlog: 4,
+                ..DeviceConfig::PHOTON
+            }
+        } else {
+            DeviceConfig::PHOTON
+        }
+    }
+
+    /// Connection slots available to the application's server.
+    pub fn server_slots(&self) -> usize {
+        self.pool_size.saturating_sub(self.pool_reserved)
+    }
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig::PHOTON
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_by_name() {
+        for name in Policy::NAMES {
+            assert_eq!(Policy::from_name(name).unwrap().name(), name);
+        }
+        assert!(Policy::from_name("photon").is_none());
+        let custom = Policy {
+            rx_copy: RxCopy::DrainAll,
+            ..Policy::LEGACY
+        };
+        assert_eq!(custom.name(), "custom");
+    }
+
+    #[test]
+    fn legacy_and_fixed_differ_in_every_rule() {
+        let (l, f) = (Policy::LEGACY, Policy::FIXED);
+        assert_ne!(l.rx_copy, f.rx_copy);
+        assert_ne!(l.connected_rule, f.connected_rule);
+        assert_ne!(l.fin_frees_unread_data, f.fin_frees_unread_data);
+        assert_ne!(l.accept_hands_out_dead, f.accept_hands_out_dead);
+        assert_ne!(l.syn_overflow, f.syn_overflow);
+        assert_ne!(l.time_wait_holds_slot, f.time_wait_holds_slot);
+        assert_ne!(l.stop_with_unread, f.stop_with_unread);
+        assert_ne!(l.write_after_peer_fin, f.write_after_peer_fin);
+    }
+}
+
+/// One test per rule: the same exchange under the rule's legacy and fixed value gives different,
+/// asserted outcomes, so flipping a preset's switch fails a test.
+#[cfg(test)]
+mod rule_tests {
+    use alloc::boxed::Box;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use smoltcp::socket::tcp::State;
+    use smoltcp::time::Instant;
+
+    use super::*;
+    use crate::app::{App, ServerCloses};
+    use crate::testkit::Bench;
+    use crate::{AppEventSink, Device, DeviceEvent, TcpClient, TcpServer};
+
+    const PORT: u16 = 6000;
+
+    /// An app that does nothing: tests call the Wiring API themselves.
+    struct Manual;
+    impl App for Manual {
+        fn setup(&mut self, _dev: &mut Device) {}
+        fn loop_once(&mut self, _n: Instant, _d: &mut Device, _s: &mut dyn AppEventSink) {}
+    }
+
+    fn bench(policy: Policy) -> (Bench, TcpServer) {
+        bench_with(policy, DeviceConfig::for_policy(&policy))
+    }
+
+    fn bench_with(policy: Policy, config: DeviceConfig) -> (Bench, TcpServer) {
+        let mut b = Bench::new(policy, config, Box::new(Manual));
+        let mut server = TcpServer::new(PORT);
+        server.begin(&mut b.dev).unwrap();
+        (b, server)
+    }
+
+    /// Lets the worker thread act on everything posted so far.
+    fn settle(b: &mut Bench) {
+        b.advance(2);
+    }
+
+    /// Reads with `available`/`read` until nothing more comes, as the forum sketch does.
+    fn read_all(b: &mut Bench, client: &mut TcpClient) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            if !client.connected(&mut b.dev) {
+                break;
+            }
+            while client.available(&mut b.dev) != 0 {
+                out.push(client.read(&mut b.dev).unwrap());
+            }
+            b.advance(1);
+        }
+        out
+    }
+
+    fn accepted(b: &mut Bench, server: &mut TcpServer) -> TcpClient {
+        let client = server.available(&mut b.dev);
+        assert!(
+            client.is_open(),
+            "a connection should be in the accept queue"
+        );
+        client
+    }
+
+    // L1 / F7 --------------------------------------------------------------------------------
+
+    fn first_available(policy: Policy) -> usize {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        for chunk in [[1u8; 50], [2; 50], [3; 50]] {
+            b.peer_send(h, &chunk);
+            b.exchange();
+        }
+        client.available(&mut b.dev)
+    }
+
+    #[test]
+    fn l1_one_packet_per_available_call_f7_drains() {
+        assert_eq!(first_available(Policy::LEGACY), 50);
+        assert_eq!(
+            first_available(Policy {
+                rx_copy: RxCopy::OnePacketPerCall,
+                ..Policy::FIXED
+            }),
+            50
+        );
+        assert_eq!(first_available(Policy::FIXED), 128);
+        assert_eq!(
+            first_available(Policy {
+                rx_copy: RxCopy::DrainAll,
+                ..Policy::LEGACY
+            }),
+            128
+        );
+    }
+
+    // L2 / F2 --------------------------------------------------------------------------------
+
+    /// After data + FIN with nothing read: (connected, bytes the call moved into the buffer).
+    fn connected_after_fin(policy: Policy) -> (bool, usize) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, &[7; 300]);
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        let connected = client.connected(&mut b.dev);
+        (connected, client.buffered())
+    }
+
+    #[test]
+    fn l2_connected_probes_into_buffer_f2_counts_stack_data() {
+        // Both keep the connection while data remains (F1 holds it); they differ in how.
+        assert_eq!(
+            connected_after_fin(Policy {
+                connected_rule: ConnectedRule::StatusOrBuffered,
+                ..Policy::FIXED
+            }),
+            (true, 128)
+        );
+        assert_eq!(connected_after_fin(Policy::FIXED), (true, 0));
+    }
+
+    // L3 / F1 --------------------------------------------------------------------------------
+
+    /// Accept first, then data + FIN reach the device before the application reads.
+    fn fin_before_drain(policy: Policy) -> (Vec<u8>, bool) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"\xaa\x05\xfe\x93\x00\x00\x01\x41\n");
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        let got = read_all(&mut b, &mut client);
+        let freed =
+            b.device_saw(|e| matches!(e, DeviceEvent::UnreadDataFreed { bytes, .. } if *bytes > 0));
+        (got, freed)
+    }
+
+    #[test]
+    fn l3_fin_before_drain_loses_data_f1_keeps_it() {
+        let msg = b"\xaa\x05\xfe\x93\x00\x00\x01\x41\n".to_vec();
+        assert_eq!(fin_before_drain(Policy::LEGACY), (vec![], true));
+        assert_eq!(
+            fin_before_drain(Policy {
+                fin_frees_unread_data: true,
+                ..Policy::FIXED
+            }),
+            (vec![], true)
+        );
+        assert_eq!(fin_before_drain(Policy::FIXED), (msg.clone(), false));
+        assert_eq!(
+            fin_before_drain(Policy {
+                fin_frees_unread_data: false,
+                ..Policy::LEGACY
+            }),
+            (msg, false)
+        );
+    }
+
+    #[test]
+    fn legacy_connected_turns_false_after_fin_before_drain() {
+        let (mut b, mut server) = bench(Policy::LEGACY);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"12345678");
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        assert!(!client.connected(&mut b.dev));
+        assert!(!client.is_open(), "connected() stops the client");
+        assert_eq!(client.available(&mut b.dev), 0);
+    }
+
+    // L4 / F3 --------------------------------------------------------------------------------
+
+    /// Data + FIN arrive and are processed before the application accepts.
+    fn closed_before_accept(policy: Policy) -> (bool, Vec<u8>) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        b.peer_send(h, b"8 bytes!");
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        let alive = client.connected(&mut b.dev);
+        let got = read_all(&mut b, &mut client);
+        (alive, got)
+    }
+
+    #[test]
+    fn l4_accept_hands_out_dead_client_f3_hands_out_data() {
+        assert_eq!(closed_before_accept(Policy::LEGACY), (false, vec![]));
+        // Independent of L3: only the accept-queue rule is legacy here. F2's connected() still
+        // counts the stack's data, but the first read frees it.
+        assert_eq!(
+            closed_before_accept(Policy {
+                accept_hands_out_dead: true,
+                ..Policy::FIXED
+            }),
+            (true, vec![])
+        );
+        assert_eq!(
+            closed_before_accept(Policy::FIXED),
+            (true, b"8 bytes!".to_vec())
+        );
+        assert_eq!(
+            closed_before_accept(Policy {
+                accept_hands_out_dead: false,
+                ..Policy::LEGACY
+            }),
+            (true, b"8 bytes!".to_vec())
+        );
+    }
+
+    // L5 / F4 --------------------------------------------------------------------------------
+
+    /// Backlog 1, one connection queued, a second peer connects: its TCP state afterwards.
+    fn second_syn(policy: Policy) -> (State, bool) {
+        let config = DeviceConfig {
+            backlog: 1,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let (mut b, _server) = bench_with(policy, config);
+        let first = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        assert_eq!(b.peer(first).state(), State::Established);
+        let second = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let dropped = b.device_saw(|e| matches!(e, DeviceEvent::SynDropped { .. }));
+        (b.peer(second).state(), dropped)
+    }
+
+    #[test]
+    fn l5_syn_beyond_backlog_vanishes_f4_refuses_visibly() {
+        assert_eq!(second_syn(Policy::LEGACY), (State::SynSent, true));
+        assert_eq!(
+            second_syn(Policy {
+                syn_overflow: SynOverflow::DropSilently,
+                ..Policy::FIXED
+            }),
+            (State::SynSent, true)
+        );
+        assert_eq!(second_syn(Policy::FIXED), (State::Closed, false));
+    }
+
+    #[test]
+    fn l5_dropped_syn_is_served_after_accept() {
+        let (mut b, mut server) = bench(Policy::LEGACY);
+        let _first = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let second = b.connect(PORT);
+        b.exchange();
+        let _client = accepted(&mut b, &mut server);
+        // The peer's SYN retransmission (RTO 1 s) finds the re-armed listener.
+        b.advance(1500);
+        assert_eq!(b.peer(second).state(), State::Established);
+    }
+
+    // L6 / F8 --------------------------------------------------------------------------------
+
+    /// One server slot; the device closes the first connection itself (TIME-WAIT on the device),
+    /// then a second peer connects at once.
+    fn connect_during_time_wait(policy: Policy) -> State {
+        let config = DeviceConfig {
+            pool_size: 2,
+            pool_reserved: 1,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let mut b = Bench::new(policy, config, Box::new(ServerCloses::new(PORT, 4)));
+        let first = b.connect(PORT);
+        b.run_app(3);
+        b.peer_send(first, b"done");
+        b.run_app(5);
+        b.peer_close(first);
+        b.run_app(5);
+        assert_eq!(b.peer(first).state(), State::Closed, "peer side finished");
+        let second = b.connect(PORT);
+        b.run_app(5);
+        b.peer(second).state()
+    }
+
+    #[test]
+    fn l6_time_wait_holds_the_slot_f8_frees_it() {
+        assert_eq!(connect_during_time_wait(Policy::LEGACY), State::Closed);
+        assert_eq!(
+            connect_during_time_wait(Policy {
+                time_wait_holds_slot: true,
+                ..Policy::FIXED
+            }),
+            State::Closed
+        );
+        assert_eq!(connect_during_time_wait(Policy::FIXED), State::Established);
+        assert_eq!(
+            connect_during_time_wait(Policy {
+                time_wait_holds_slot: false,
+                ..Policy::LEGACY
+            }),
+            State::Established
+        );
+    }
+
+    // L7 / F5 --------------------------------------------------------------------------------
+
+    /// The application stops a client with unread data: what the peer's socket shows.
+    fn stop_with_unread(policy: Policy) -> State {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"unread");
+        b.exchange();
+        client.stop(&mut b.dev);
+        b.exchange();
+        b.peer(h).state()
+    }
+
+    #[test]
+    fn l7_stop_sends_fin_f5_sends_rst() {
+        assert_eq!(stop_with_unread(Policy::LEGACY), State::CloseWait);
+        assert_eq!(
+            stop_with_unread(Policy {
+                stop_with_unread: StopWithUnread::Fin,
+                ..Policy::FIXED
+            }),
+            State::CloseWait
+        );
+        assert_eq!(stop_with_unread(Policy::FIXED), State::Closed);
+        assert_eq!(
+            stop_with_unread(Policy {
+                stop_with_unread: StopWithUnread::Rst,
+                ..Policy::LEGACY
+            }),
+            State::Closed
+        );
+    }
+
+    // F6 -------------------------------------------------------------------------------------
+
+    /// The peer half-closes; the application then answers. What the peer receives.
+    fn reply_after_half_close(policy: Policy) -> (Option<usize>, Vec<u8>) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        let wrote = client.write(&mut b.dev, b"reply");
+        b.exchange();
+        let mut got = vec![0; 16];
+        let n = b.peer(h).recv_slice(&mut got).unwrap_or(0);
+        got.truncate(n);
+        (wrote, got)
+    }
+
+    #[test]
+    fn f6_write_after_peer_fin_reaches_the_peer() {
+        assert_eq!(
+            reply_after_half_close(Policy::FIXED),
+            (Some(5), b"reply".to_vec())
+        );
+        assert_eq!(
+            reply_after_half_close(Policy {
+                write_after_peer_fin: false,
+                ..Policy::FIXED
+            }),
+            (None, vec![])
+        );
+    }
+}
