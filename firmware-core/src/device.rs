@@ -32,6 +32,8 @@ pub struct Device {
     scratch: Vec<u8>,
     dropped_syns: Vec<IpEndpoint>,
     known_remotes: Vec<IpEndpoint>,
+    deferred_syn: Option<Vec<u8>>,
+    reinject: Option<Vec<u8>>,
 }
 
 impl Device {
@@ -60,6 +62,8 @@ impl Device {
             scratch: Vec::new(),
             dropped_syns: Vec::new(),
             known_remotes: Vec::new(),
+            deferred_syn: None,
+            reinject: None,
         }
     }
 
@@ -102,6 +106,9 @@ impl Device {
                 drop_syn: |remote: IpEndpoint, port: u16| {
                     Some(port) == drop_port && !known.contains(&remote)
                 },
+                defer_syn_port: self.hal.reclaimable_syn_port(),
+                deferred: &mut self.deferred_syn,
+                reinject: &mut self.reinject,
                 scratch: &mut self.scratch,
                 dropped: &mut self.dropped_syns,
             };
@@ -110,6 +117,13 @@ impl Device {
                 .poll_ingress_single(now, &mut filter, &mut self.hal.sockets);
             for remote in self.dropped_syns.drain(..) {
                 self.hal.push_event(DeviceEvent::SynDropped { remote });
+            }
+            if let Some(syn) = self.deferred_syn.take() {
+                // lwIP's tcp_alloc: make room for the SYN, then let the stack see it.
+                self.hal.reclaim_released_slot();
+                self.hal.rearm_listeners();
+                self.reinject = Some(syn);
+                continue;
             }
             if result == PollIngressSingleResult::None {
                 break;
@@ -138,7 +152,7 @@ impl Device {
         self.hal.take_events(out);
     }
 
-    /// Stack sockets the server holds (pool slots in use).
+    /// Connection control blocks the server holds (pool slots in use, listeners excluded).
     pub fn pool_in_use(&self) -> usize {
         self.hal.pool_in_use()
     }

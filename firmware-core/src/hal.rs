@@ -186,7 +186,7 @@ impl Hal {
 
     /// Keeps listeners armed: at most `backlog` connections pending (listening, in handshake
     /// or queued) per server, and no more stack sockets than the pool has slots for.
-    fn rearm_listeners(&mut self) {
+    pub(crate) fn rearm_listeners(&mut self) {
         for server in 0..self.servers.len() as u32 {
             loop {
                 let mut pending = 0;
@@ -204,12 +204,50 @@ impl Hal {
                         pending += 1;
                     }
                 }
-                if pending >= self.config.backlog || in_pool >= self.config.server_slots() {
+                if pending >= self.config.backlog {
+                    break;
+                }
+                if in_pool >= self.config.server_slots() {
                     break;
                 }
                 self.add_listener(server);
             }
         }
+    }
+
+    /// lwIP's `tcp_alloc` on an empty pool: kill the oldest TIME-WAIT control block, else the
+    /// oldest one the application already closed (it gets an RST). Only sockets the
+    /// application released are taken, so no unread data is at stake.
+    pub(crate) fn reclaim_released_slot(&mut self) -> bool {
+        let mut victim: Option<(bool, u32, usize)> = None;
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let Some(handle) = slot.handle else { continue };
+            if !(slot.released || slot.hal_closed) {
+                continue;
+            }
+            let time_wait = self.sockets.get::<tcp::Socket>(handle).state() == tcp::State::TimeWait;
+            // TIME-WAIT first, then the oldest connection.
+            let key = (!time_wait, slot.conn.serial, index);
+            if victim.is_none_or(|v| key < v) {
+                victim = Some(key);
+            }
+        }
+        let Some((_, _, index)) = victim else {
+            return false;
+        };
+        let Some(slot) = self.slots[index].as_mut() else {
+            return false;
+        };
+        if let Some(handle) = slot.handle.take() {
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            self.sockets.remove(handle);
+            self.events.push(DeviceEvent::SlotFreed { conn: slot.conn });
+        }
+        if slot.released {
+            self.slots[index] = None;
+        }
+        true
     }
 
     fn add_listener(&mut self, server: u32) {
@@ -271,6 +309,31 @@ impl Hal {
             }
         }
         None
+    }
+
+    /// A server port with no listener only because the pool is full while a socket the
+    /// application closed still holds a slot: a SYN there is served by reclaiming that slot.
+    pub(crate) fn reclaimable_syn_port(&self) -> Option<u16> {
+        let mut in_pool = 0;
+        let mut reclaimable = false;
+        for slot in self.slots.iter().flatten() {
+            if slot.handle.is_some() {
+                in_pool += 1;
+                reclaimable |= slot.released || slot.hal_closed;
+            }
+        }
+        if !reclaimable || in_pool < self.config.server_slots() {
+            return None;
+        }
+        self.servers.iter().enumerate().find_map(|(i, server)| {
+            let pending = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.server == i as u32 && s.role != Role::Accepted)
+                .count();
+            (pending < self.config.backlog).then_some(server.port)
+        })
     }
 
     /// Peers that already have a connection on this device: their retransmitted SYNs must
@@ -631,12 +694,13 @@ impl Hal {
         self.slot(id).ok().map(|s| s.conn)
     }
 
-    /// Stack sockets in use by the server (the pool slots taken).
+    /// Connection control blocks in use (listeners excluded, as lwIP keeps those in a
+    /// separate pool).
     pub fn pool_in_use(&self) -> usize {
         self.slots
             .iter()
             .flatten()
-            .filter(|s| s.handle.is_some())
+            .filter(|s| s.handle.is_some() && s.role != Role::Listener)
             .count()
     }
 

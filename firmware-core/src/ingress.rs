@@ -25,6 +25,12 @@ pub(crate) fn syn_source(packet: &[u8]) -> Option<(IpEndpoint, u16)> {
 pub(crate) struct IngressFilter<'a, D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> {
     pub inner: &'a mut D,
     pub drop_syn: F,
+    /// SYNs to this port are held back once (into `deferred`) so the HAL can reclaim a pool
+    /// slot for them first, as lwIP's allocator does.
+    pub defer_syn_port: Option<u16>,
+    pub deferred: &'a mut Option<Vec<u8>>,
+    /// A packet to hand to the stack before any new one (a deferred SYN coming back).
+    pub reinject: &'a mut Option<Vec<u8>>,
     pub scratch: &'a mut Vec<u8>,
     pub dropped: &'a mut Vec<IpEndpoint>,
 }
@@ -53,12 +59,28 @@ impl<D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> phy::Device
         Self: 'b;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if let Some(packet) = self.reinject.take() {
+            *self.scratch = packet;
+            let Self { inner, scratch, .. } = self;
+            let tx = inner.transmit(timestamp)?;
+            return Some((ScratchRx(scratch.as_slice()), tx));
+        }
         loop {
             let (rx, _tx) = self.inner.receive(timestamp)?;
             let scratch = &mut *self.scratch;
             let drop_syn = &self.drop_syn;
+            let defer_port = if self.deferred.is_none() {
+                self.defer_syn_port
+            } else {
+                None
+            };
+            let deferred = &mut *self.deferred;
             let dropped = rx.consume(|packet| match syn_source(packet) {
-                Some((remote, port)) if drop_syn(remote, port) => Some(remote),
+                Some((remote, port)) if drop_syn(remote, port) => Some(Some(remote)),
+                Some((_, port)) if Some(port) == defer_port => {
+                    *deferred = Some(packet.to_vec());
+                    Some(None)
+                }
                 _ => {
                     scratch.clear();
                     scratch.extend_from_slice(packet);
@@ -66,7 +88,9 @@ impl<D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> phy::Device
                 }
             });
             match dropped {
-                Some(remote) => self.dropped.push(remote),
+                Some(Some(remote)) => self.dropped.push(remote),
+                // Deferred: stop here so the HAL can make room before the SYN is processed.
+                Some(None) => return None,
                 None => break,
             }
         }

@@ -58,8 +58,9 @@ pub struct Policy {
     pub accept_hands_out_dead: bool,
     /// L5 / F4.
     pub syn_overflow: SynOverflow,
-    /// L6 (true) / F8 (false): a connection keeps its pool slot through TIME-WAIT
-    /// (`hal::Hal::collect_garbage`).
+    /// L6 (true) / F8 (false): a connection the application closed keeps its pool slot through
+    /// TIME-WAIT, until TIME-WAIT ends or lwIP's allocator reclaims it for a new connection
+    /// (`hal::Hal::collect_garbage`); F8 frees it at once.
     pub time_wait_holds_slot: bool,
     /// L7 / F5.
     pub stop_with_unread: StopWithUnread,
@@ -488,9 +489,9 @@ mod rule_tests {
 
     // L6 / F8 --------------------------------------------------------------------------------
 
-    /// One server slot; the device closes the first connection itself (TIME-WAIT on the device),
-    /// then a second peer connects at once.
-    fn connect_during_time_wait(policy: Policy) -> State {
+    /// One server slot; the device closes the first connection itself (TIME-WAIT on the
+    /// device). Returns the pool slots in use then, and the TCP state of a second connection.
+    fn connect_during_time_wait(policy: Policy) -> (usize, State) {
         let config = DeviceConfig {
             pool_size: 2,
             pool_reserved: 1,
@@ -504,29 +505,58 @@ mod rule_tests {
         b.peer_close(first);
         b.run_app(5);
         assert_eq!(b.peer(first).state(), State::Closed, "peer side finished");
+        let in_use = b.dev.pool_in_use();
         let second = b.connect(PORT);
         b.run_app(5);
-        b.peer(second).state()
+        (in_use, b.peer(second).state())
     }
 
     #[test]
     fn l6_time_wait_holds_the_slot_f8_frees_it() {
-        assert_eq!(connect_during_time_wait(Policy::LEGACY), State::Closed);
+        // Either way a new connection gets the slot (lwIP reclaims TIME-WAIT on demand); the
+        // rule decides whether TIME-WAIT occupies the pool meanwhile.
+        assert_eq!(
+            connect_during_time_wait(Policy::LEGACY),
+            (1, State::Established)
+        );
         assert_eq!(
             connect_during_time_wait(Policy {
                 time_wait_holds_slot: true,
                 ..Policy::FIXED
             }),
-            State::Closed
+            (1, State::Established)
         );
-        assert_eq!(connect_during_time_wait(Policy::FIXED), State::Established);
+        assert_eq!(
+            connect_during_time_wait(Policy::FIXED),
+            (0, State::Established)
+        );
         assert_eq!(
             connect_during_time_wait(Policy {
                 time_wait_holds_slot: false,
                 ..Policy::LEGACY
             }),
-            State::Established
+            (0, State::Established)
         );
+    }
+
+    #[test]
+    fn l6_full_pool_of_live_connections_refuses_new_ones() {
+        // Two server slots, both held by connections the app has not closed: a third peer
+        // is refused (RST), never silently queued.
+        let policy = Policy::FIXED;
+        let config = DeviceConfig {
+            pool_size: 3,
+            pool_reserved: 1,
+            backlog: 4,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let (mut b, _server) = bench_with(policy, config);
+        let _a = b.connect(PORT);
+        let _c = b.connect(PORT);
+        b.exchange();
+        let third = b.connect(PORT);
+        b.exchange();
+        assert_eq!(b.peer(third).state(), State::Closed);
     }
 
     // L7 / F5 --------------------------------------------------------------------------------
