@@ -1,0 +1,608 @@
+//! The WLAN link model: one direction of a link with Linux netem semantics
+//! (`tc-netem(8)`, `shared/wlan-presets.md`): delay and jitter, Gilbert-Elliott loss, reorder
+//! (gap), duplication, rate with per-packet overhead, slot batching, power-save wake windows and
+//! stalls. Pure and seeded: [`Link::enqueue`], [`Link::next_delivery`], [`Link::deliver_due`].
+
+use std::collections::BinaryHeap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use smoltcp::time::{Duration, Instant};
+
+/// Jitter distribution (netem `distribution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JitterDist {
+    /// Uniform in `[-jitter, +jitter]` (netem's default without a table).
+    #[default]
+    Uniform,
+    /// Normal with standard deviation `jitter`.
+    Normal,
+    /// Pareto (shape 3) normalised to mean 0 and standard deviation `jitter`: a heavy right tail.
+    Pareto,
+    /// netem's paretonormal: 1/4 normal plus 3/4 pareto.
+    Paretonormal,
+}
+
+/// Parameters of one link direction. Every field can be overridden in a scenario or with
+/// `--set link.FIELD=VALUE`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkParams {
+    /// One-way delay.
+    pub delay_us: u64,
+    /// Jitter (netem's second delay argument; standard deviation for normal/pareto).
+    pub jitter_us: u64,
+    /// Jitter distribution.
+    pub jitter_dist: JitterDist,
+    /// Gilbert-Elliott p: probability of moving from the good to the bad state, per packet.
+    pub loss_p: f64,
+    /// Gilbert-Elliott r: probability of moving from the bad to the good state.
+    pub loss_r: f64,
+    /// Gilbert-Elliott 1-h: loss probability in the bad state.
+    pub loss_in_bad: f64,
+    /// Gilbert-Elliott 1-k: loss probability in the good state.
+    pub loss_in_good: f64,
+    /// Probability that a packet is sent at once, ahead of the queue (netem reorder).
+    pub reorder: f64,
+    /// Probability that a packet is duplicated.
+    pub duplicate: f64,
+    /// Link rate; 0 means unlimited.
+    pub rate_bps: u64,
+    /// Bytes added to each packet for the rate (802.11 MAC/PHY overhead).
+    pub overhead_bytes: u64,
+    /// Slot batching: packets leave only at slot boundaries, one slot every
+    /// `slot_min_us..=slot_max_us`; 0 disables.
+    pub slot_min_us: u64,
+    /// Upper bound of the slot interval.
+    pub slot_max_us: u64,
+    /// Packets per slot at most (0: no limit).
+    pub slot_packets: u32,
+    /// Power save (towards the device only): the receiver wakes every `power_save_interval_us`
+    /// and after each of its own transmissions, and stays awake `power_save_awake_us`;
+    /// packets arriving while it sleeps wait for the next wake. 0 disables.
+    pub power_save_interval_us: u64,
+    /// How long the receiver stays awake after a wake.
+    pub power_save_awake_us: u64,
+    /// A stall every `stall_every_ms` (0: never) during which nothing is delivered.
+    pub stall_every_ms: u64,
+    /// Length of each stall.
+    pub stall_ms: u64,
+}
+
+impl Default for LinkParams {
+    fn default() -> Self {
+        LinkParams::IDEAL
+    }
+}
+
+impl LinkParams {
+    /// No delay, no loss, no limits.
+    pub const IDEAL: LinkParams = LinkParams {
+        delay_us: 0,
+        jitter_us: 0,
+        jitter_dist: JitterDist::Uniform,
+        loss_p: 0.0,
+        loss_r: 1.0,
+        loss_in_bad: 1.0,
+        loss_in_good: 0.0,
+        reorder: 0.0,
+        duplicate: 0.0,
+        rate_bps: 0,
+        overhead_bytes: 0,
+        slot_min_us: 0,
+        slot_max_us: 0,
+        slot_packets: 0,
+        power_save_interval_us: 0,
+        power_save_awake_us: 0,
+        stall_every_ms: 0,
+        stall_ms: 0,
+    };
+
+    /// The preset names, in order of harshness.
+    pub const PRESETS: [&'static str; 4] = ["ideal", "wlan-good", "wlan-busy", "wlan-bad"];
+
+    /// The preset `name` for the direction towards the device (`downlink`) or away from it.
+    pub fn preset(name: &str, downlink: bool) -> Option<LinkParams> {
+        let ideal = LinkParams::IDEAL;
+        let p = match name {
+            "ideal" => ideal,
+            "wlan-good" => LinkParams {
+                delay_us: 1_500,
+                jitter_us: 500,
+                jitter_dist: JitterDist::Normal,
+                loss_p: 0.001,
+                loss_r: 0.5,
+                rate_bps: 8_000_000,
+                overhead_bytes: 50,
+                ..ideal
+            },
+            "wlan-busy" => LinkParams {
+                delay_us: 3_000,
+                jitter_us: 4_000,
+                jitter_dist: JitterDist::Paretonormal,
+                loss_p: 0.005,
+                loss_r: 0.5,
+                rate_bps: 4_000_000,
+                overhead_bytes: 50,
+                slot_min_us: if downlink { 1_000 } else { 0 },
+                slot_max_us: if downlink { 6_000 } else { 0 },
+                slot_packets: if downlink { 16 } else { 0 },
+                power_save_interval_us: if downlink { 102_400 } else { 0 },
+                power_save_awake_us: if downlink { 10_000 } else { 0 },
+                stall_every_ms: 120_000,
+                stall_ms: 100,
+                ..ideal
+            },
+            "wlan-bad" => LinkParams {
+                delay_us: 5_000,
+                jitter_us: 10_000,
+                jitter_dist: JitterDist::Pareto,
+                loss_p: 0.025,
+                loss_r: 0.4,
+                reorder: 0.001,
+                duplicate: 0.0005,
+                rate_bps: 1_000_000,
+                overhead_bytes: 50,
+                power_save_interval_us: if downlink { 409_600 } else { 0 },
+                power_save_awake_us: if downlink { 10_000 } else { 0 },
+                stall_every_ms: 60_000,
+                stall_ms: 100,
+                ..ideal
+            },
+            _ => return None,
+        };
+        Some(p)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Queued {
+    send_at: Instant,
+    order: u64,
+    packet: Vec<u8>,
+}
+
+impl Ord for Queued {
+    // Min-heap on (send time, arrival order), as netem's tfifo.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.send_at, other.order).cmp(&(self.send_at, self.order))
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Counters of what a link did, for statistics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    pub enqueued: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub delivered: u64,
+}
+
+/// One direction of a link.
+#[derive(Debug)]
+pub struct Link {
+    params: LinkParams,
+    rng: ChaCha8Rng,
+    queue: BinaryHeap<Queued>,
+    order: u64,
+    in_bad_state: bool,
+    /// When the rate limiter is next free.
+    rate_free_at: Instant,
+    /// Last send time given, so rate-limited packets stay in order.
+    last_send_at: Instant,
+    next_slot_at: Option<Instant>,
+    /// The receiver was last woken by its own transmission at this time.
+    awake_since_tx: Option<Instant>,
+    power_save_phase_us: u64,
+    stall_phase_ms: u64,
+    stats: LinkStats,
+}
+
+impl Link {
+    /// A link direction with its own seed.
+    pub fn new(params: LinkParams, seed: u64) -> Link {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let power_save_phase_us = if params.power_save_interval_us > 0 {
+            rng.random_range(0..params.power_save_interval_us)
+        } else {
+            0
+        };
+        let stall_phase_ms = if params.stall_every_ms > 0 {
+            rng.random_range(0..params.stall_every_ms)
+        } else {
+            0
+        };
+        Link {
+            params,
+            rng,
+            queue: BinaryHeap::new(),
+            order: 0,
+            in_bad_state: false,
+            rate_free_at: Instant::ZERO,
+            last_send_at: Instant::ZERO,
+            next_slot_at: None,
+            awake_since_tx: None,
+            power_save_phase_us,
+            stall_phase_ms,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &LinkParams {
+        &self.params
+    }
+
+    /// What the link did so far.
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Packets in flight.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Liveness phase: from now on the link loses, duplicates, reorders, stalls and sleeps no
+    /// more (delay, jitter and rate stay), so every retransmission gets through.
+    pub fn heal(&mut self) {
+        let p = &mut self.params;
+        p.loss_p = 0.0;
+        p.loss_in_good = 0.0;
+        p.reorder = 0.0;
+        p.duplicate = 0.0;
+        p.stall_every_ms = 0;
+        p.power_save_interval_us = 0;
+        self.in_bad_state = false;
+    }
+
+    /// The receiver of this direction transmitted at `now` (wakes it from power save).
+    pub fn receiver_transmitted(&mut self, now: Instant) {
+        self.awake_since_tx = Some(now);
+    }
+
+    fn gilbert_elliott_loss(&mut self) -> bool {
+        let p = &self.params;
+        if self.in_bad_state {
+            if self.rng.random_bool(p.loss_r.clamp(0.0, 1.0)) {
+                self.in_bad_state = false;
+            }
+        } else if self.rng.random_bool(p.loss_p.clamp(0.0, 1.0)) {
+            self.in_bad_state = true;
+        }
+        let loss = if self.in_bad_state {
+            p.loss_in_bad
+        } else {
+            p.loss_in_good
+        };
+        loss > 0.0 && self.rng.random_bool(loss.clamp(0.0, 1.0))
+    }
+
+    fn jitter_us(&mut self) -> f64 {
+        let sd = self.params.jitter_us as f64;
+        if sd == 0.0 {
+            return 0.0;
+        }
+        let normal = |rng: &mut ChaCha8Rng| -> f64 { StandardNormal.sample(rng) };
+        // Pareto, shape 3, scale 1: mean 1.5, sd sqrt(0.75); normalised to mean 0, sd 1.
+        let pareto = |rng: &mut ChaCha8Rng| -> f64 {
+            let u: f64 = rng.random_range(f64::EPSILON..1.0);
+            (u.powf(-1.0 / 3.0) - 1.5) / 0.75f64.sqrt()
+        };
+        let z = match self.params.jitter_dist {
+            JitterDist::Uniform => self.rng.random_range(-1.0..=1.0),
+            JitterDist::Normal => normal(&mut self.rng),
+            JitterDist::Pareto => pareto(&mut self.rng),
+            JitterDist::Paretonormal => 0.25 * normal(&mut self.rng) + 0.75 * pareto(&mut self.rng),
+        };
+        z * sd
+    }
+
+    /// Takes a packet at `now`.
+    pub fn enqueue(&mut self, now: Instant, packet: Vec<u8>) {
+        self.stats.enqueued += 1;
+        if self.gilbert_elliott_loss() {
+            self.stats.lost += 1;
+            return;
+        }
+        let copies = if self.params.duplicate > 0.0 && self.rng.random_bool(self.params.duplicate) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let reorder = self.params.reorder > 0.0 && self.rng.random_bool(self.params.reorder);
+        let mut send_at = if reorder {
+            self.stats.reordered += 1;
+            now
+        } else {
+            let delay = self.params.delay_us as f64 + self.jitter_us();
+            now + Duration::from_micros(delay.max(0.0) as u64)
+        };
+        if self.params.rate_bps > 0 && !reorder {
+            // netem: with a rate, each packet is sent after the previous one, plus its
+            // serialisation time.
+            let bits = (packet.len() as u64 + self.params.overhead_bytes) * 8;
+            let tx = Duration::from_micros(bits * 1_000_000 / self.params.rate_bps);
+            let start = send_at.max(self.rate_free_at).max(self.last_send_at);
+            send_at = start + tx;
+            self.rate_free_at = send_at;
+        }
+        if !reorder {
+            self.last_send_at = self.last_send_at.max(send_at);
+        }
+        for _ in 0..copies {
+            self.order += 1;
+            self.queue.push(Queued {
+                send_at,
+                order: self.order,
+                packet: packet.clone(),
+            });
+        }
+    }
+
+    /// The earliest time at or after `t` when the receiver accepts packets (power save, stall).
+    fn receivable_at(&self, t: Instant) -> Instant {
+        let mut t = t;
+        // A stall window pushes delivery to its end.
+        if self.params.stall_every_ms > 0 && self.params.stall_ms > 0 {
+            let every = self.params.stall_every_ms * 1000;
+            let phase = self.stall_phase_ms * 1000;
+            let us = t.total_micros() as u64;
+            if us >= phase {
+                let into = (us - phase) % every;
+                if into < self.params.stall_ms * 1000 {
+                    t += Duration::from_micros(self.params.stall_ms * 1000 - into);
+                }
+            }
+        }
+        let interval = self.params.power_save_interval_us;
+        if interval > 0 {
+            let awake = self.params.power_save_awake_us;
+            if let Some(tx) = self.awake_since_tx {
+                if t >= tx && t < tx + Duration::from_micros(awake) {
+                    return t;
+                }
+            }
+            let us = t.total_micros() as u64;
+            let phase = self.power_save_phase_us;
+            if us < phase {
+                return Instant::from_micros(phase as i64);
+            }
+            let into = (us - phase) % interval;
+            if into >= awake {
+                t += Duration::from_micros(interval - into);
+            }
+        }
+        t
+    }
+
+    /// When the next packet can be delivered, if any is in flight.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        let head = self.queue.peek()?.send_at;
+        let mut t = self.receivable_at(head);
+        if let Some(slot) = self.next_slot_at {
+            t = t.max(slot);
+        }
+        Some(t)
+    }
+
+    /// Moves every packet deliverable at `now` into `out`, in delivery order.
+    pub fn deliver_due(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let Some(due) = self.next_delivery() else {
+            return;
+        };
+        if due > now {
+            return;
+        }
+        let limit = if self.params.slot_min_us > 0 && self.params.slot_packets > 0 {
+            self.params.slot_packets as usize
+        } else {
+            usize::MAX
+        };
+        let mut n = 0;
+        while n < limit {
+            match self.queue.peek() {
+                Some(q) if q.send_at <= now && self.receivable_at(q.send_at) <= now => {}
+                _ => break,
+            }
+            if let Some(q) = self.queue.pop() {
+                out.push(q.packet);
+                n += 1;
+            }
+        }
+        self.stats.delivered += n as u64;
+        if self.params.slot_min_us > 0 {
+            let lo = self.params.slot_min_us;
+            let hi = self.params.slot_max_us.max(lo);
+            let next = self.rng.random_range(lo..=hi);
+            self.next_slot_at = Some(now + Duration::from_micros(next));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        params: LinkParams,
+        seed: u64,
+        packets: usize,
+        gap_us: u64,
+    ) -> (Vec<(u64, u32)>, LinkStats) {
+        let mut link = Link::new(params, seed);
+        let mut got = Vec::new();
+        let mut out = Vec::new();
+        let mut now = Instant::ZERO;
+        for i in 0..packets {
+            link.enqueue(now, (i as u32).to_be_bytes().to_vec());
+            now += Duration::from_micros(gap_us);
+            while let Some(t) = link.next_delivery() {
+                if t > now {
+                    break;
+                }
+                link.deliver_due(t.max(Instant::ZERO), &mut out);
+                for p in out.drain(..) {
+                    got.push((
+                        t.total_micros() as u64,
+                        u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+                    ));
+                }
+            }
+        }
+        while let Some(t) = link.next_delivery() {
+            link.deliver_due(t, &mut out);
+            for p in out.drain(..) {
+                got.push((
+                    t.total_micros() as u64,
+                    u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+                ));
+            }
+        }
+        (got, link.stats())
+    }
+
+    #[test]
+    fn ideal_link_delivers_everything_in_order_at_once() {
+        let (got, stats) = run(LinkParams::IDEAL, 1, 1000, 10);
+        assert_eq!(got.len(), 1000);
+        assert!(got.windows(2).all(|w| w[0].1 < w[1].1));
+        assert_eq!(stats.lost, 0);
+    }
+
+    #[test]
+    fn gilbert_elliott_loss_rate_matches_the_model() {
+        // Stationary bad-state share p/(p+r); loss in bad 100%.
+        let params = LinkParams {
+            loss_p: 0.025,
+            loss_r: 0.4,
+            ..LinkParams::IDEAL
+        };
+        let (got, stats) = run(params, 7, 200_000, 10);
+        let expected = 0.025 / (0.025 + 0.4);
+        let measured = stats.lost as f64 / stats.enqueued as f64;
+        assert!(
+            (measured - expected).abs() < 0.01,
+            "measured {measured}, expected {expected}"
+        );
+        assert_eq!(got.len() as u64 + stats.lost, 200_000);
+    }
+
+    #[test]
+    fn normal_jitter_percentiles() {
+        let params = LinkParams {
+            delay_us: 5_000,
+            jitter_us: 1_000,
+            jitter_dist: JitterDist::Normal,
+            ..LinkParams::IDEAL
+        };
+        let mut link = Link::new(params, 3);
+        let mut delays = Vec::new();
+        let mut out = Vec::new();
+        for _ in 0..20_000 {
+            let mut l2 = Link::new(params, link.rng.random());
+            l2.enqueue(Instant::ZERO, vec![0]);
+            let t = l2.next_delivery().unwrap();
+            l2.deliver_due(t, &mut out);
+            delays.push(t.total_micros());
+        }
+        delays.sort_unstable();
+        let p = |q: f64| delays[(q * delays.len() as f64) as usize];
+        assert!((p(0.5) - 5_000).abs() < 50, "median {}", p(0.5));
+        // 84th percentile of a normal is mean + 1 sd.
+        assert!((p(0.8413) - 6_000).abs() < 60, "p84 {}", p(0.8413));
+        link.enqueue(Instant::ZERO, vec![1]);
+    }
+
+    #[test]
+    fn jitter_reorders_and_rate_keeps_order() {
+        let jittery = LinkParams {
+            delay_us: 3_000,
+            jitter_us: 4_000,
+            jitter_dist: JitterDist::Paretonormal,
+            ..LinkParams::IDEAL
+        };
+        let (got, _) = run(jittery, 5, 2_000, 200);
+        assert!(
+            got.windows(2).any(|w| w[0].1 > w[1].1),
+            "jitter without rate must reorder"
+        );
+        let rated = LinkParams {
+            rate_bps: 1_000_000,
+            ..jittery
+        };
+        let (got, _) = run(rated, 5, 2_000, 200);
+        assert!(
+            got.windows(2).all(|w| w[0].1 < w[1].1),
+            "rate serialises packets"
+        );
+    }
+
+    #[test]
+    fn rate_limits_throughput() {
+        // 1000 packets of 4+46 overhead bytes = 400 bits each at 1 Mbit/s: 400 us each.
+        let params = LinkParams {
+            rate_bps: 1_000_000,
+            overhead_bytes: 46,
+            ..LinkParams::IDEAL
+        };
+        let (got, _) = run(params, 1, 1000, 0);
+        let last = got.last().unwrap().0;
+        assert_eq!(last, 1000 * 400);
+    }
+
+    #[test]
+    fn power_save_delivers_only_in_wake_windows() {
+        let params = LinkParams {
+            power_save_interval_us: 100_000,
+            power_save_awake_us: 10_000,
+            ..LinkParams::IDEAL
+        };
+        let link = Link::new(params, 9);
+        let phase = link.power_save_phase_us;
+        let (got, _) = run(params, 9, 500, 3_000);
+        assert_eq!(got.len(), 500);
+        for (t, _) in got {
+            assert!(
+                t >= phase && (t - phase) % 100_000 < 10_000,
+                "delivered while asleep at {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn slot_batching_releases_bursts() {
+        let params = LinkParams {
+            slot_min_us: 5_000,
+            slot_max_us: 5_000,
+            slot_packets: 4,
+            ..LinkParams::IDEAL
+        };
+        let (got, _) = run(params, 2, 100, 100);
+        let mut per_time = std::collections::BTreeMap::new();
+        for (t, _) in &got {
+            *per_time.entry(*t).or_insert(0) += 1;
+        }
+        assert!(per_time.values().all(|n| *n <= 4));
+        assert!(per_time.values().any(|n| *n > 1), "packets are batched");
+        assert_eq!(got.len(), 100);
+    }
+
+    #[test]
+    fn same_seed_same_schedule() {
+        let params = LinkParams::preset("wlan-bad", true).unwrap();
+        assert_eq!(run(params, 42, 3000, 500), run(params, 42, 3000, 500));
+        assert_ne!(run(params, 42, 3000, 500).0, run(params, 43, 3000, 500).0);
+    }
+}

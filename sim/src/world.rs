@@ -1,0 +1,467 @@
+//! The loopback backend: device and peer stacks in one event loop on a virtual clock.
+//!
+//! Event-driven: each step jumps to the earliest of link deliveries, both stacks' `poll_at`,
+//! the worker thread, the application loop tick and the peer programs' timers.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use firmware_core::app::App;
+use firmware_core::smoltcp::phy::{self, DeviceCapabilities, Medium, PcapLinkType, PcapSink};
+use firmware_core::smoltcp::time::{Duration, Instant};
+use firmware_core::smoltcp::wire::Ipv4Address;
+use firmware_core::{AppEvent, AppEventSink, Device, DeviceEvent, DeviceSeeds};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use crate::link::{Link, LinkStats};
+use crate::oracle::{ConnReport, Oracle, Summary};
+use crate::peer::{PeerEvent, PeerHost};
+use crate::scenario::RunConfig;
+
+/// The device's address.
+pub const DEVICE_ADDR: Ipv4Address = Ipv4Address::new(192, 168, 1, 10);
+
+/// Derives the seed of one component from the run's seed, so components draw independently
+/// and adding a component does not shift the others.
+pub fn split_seed(seed: u64, component: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(component.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The event trace: every event as a line, hashed; kept in memory only when asked.
+pub struct Trace {
+    hasher: Sha256,
+    line: String,
+    kept: Option<Vec<String>>,
+    events: u64,
+}
+
+impl Trace {
+    fn new(keep: bool) -> Trace {
+        Trace {
+            hasher: Sha256::new(),
+            line: String::new(),
+            kept: keep.then(Vec::new),
+            events: 0,
+        }
+    }
+
+    fn record(&mut self, now: Instant, source: &str, args: std::fmt::Arguments<'_>) {
+        self.line.clear();
+        let _ = write!(self.line, "{} {} {}", now.total_micros(), source, args);
+        self.hasher.update(self.line.as_bytes());
+        self.hasher.update(b"\n");
+        self.events += 1;
+        tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), "{} {}", source, args);
+        if let Some(kept) = &mut self.kept {
+            kept.push(self.line.clone());
+        }
+    }
+
+    fn hash(&self) -> String {
+        let digest = self.hasher.clone().finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub seed: u64,
+    pub rows: Vec<ConnReport>,
+    pub summary: Summary,
+    /// SHA-256 (first 16 bytes, hex) of the event trace.
+    pub trace_hash: String,
+    pub trace_events: u64,
+    pub trace_lines: Option<Vec<String>>,
+    /// Simulated time the run covered.
+    pub sim_time_us: i64,
+    pub uplink: LinkStats,
+    pub downlink: LinkStats,
+    /// The run hit its time limit before every peer program finished.
+    pub timed_out: bool,
+}
+
+/// Options that do not change what is simulated.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Write every packet the device sent or received here, as pcap (raw IP).
+    pub pcap: Option<Box<dyn Write>>,
+    /// Keep the trace lines in the report.
+    pub keep_trace: bool,
+}
+
+/// The device's side of the link.
+struct DevicePhy<'a> {
+    rx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut Link,
+    /// The link towards the device, told when the device transmits (power save).
+    rx_link: &'a mut Link,
+    now: Instant,
+    pcap: Option<&'a mut Box<dyn Write>>,
+}
+
+/// The peer's side of the link.
+struct PeerPhy<'a> {
+    rx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut Link,
+    now: Instant,
+}
+
+pub struct RxBuf(Vec<u8>);
+pub struct DeviceTx<'a> {
+    link: &'a mut Link,
+    rx_link: &'a mut Link,
+    now: Instant,
+    pcap: Option<&'a mut Box<dyn Write>>,
+}
+pub struct PeerTx<'a> {
+    link: &'a mut Link,
+    now: Instant,
+}
+
+impl phy::RxToken for RxBuf {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for DeviceTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0; len];
+        let r = f(&mut buf);
+        if let Some(pcap) = self.pcap {
+            pcap.packet(self.now, &buf);
+        }
+        self.rx_link.receiver_transmitted(self.now);
+        self.link.enqueue(self.now, buf);
+        r
+    }
+}
+
+impl phy::TxToken for PeerTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0; len];
+        let r = f(&mut buf);
+        self.link.enqueue(self.now, buf);
+        r
+    }
+}
+
+fn ip_caps() -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    // 802.11 payload MTU as on the Photon (MSS 1152 in lwIP there; smoltcp derives 1460).
+    caps.max_transmission_unit = 1500;
+    caps
+}
+
+impl phy::Device for DevicePhy<'_> {
+    type RxToken<'b>
+        = RxBuf
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = DeviceTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, DeviceTx<'_>)> {
+        let packet = self.rx.pop_front()?;
+        if let Some(pcap) = self.pcap.as_mut() {
+            pcap.packet(self.now, &packet);
+        }
+        Some((
+            RxBuf(packet),
+            DeviceTx {
+                link: self.tx,
+                rx_link: self.rx_link,
+                now: self.now,
+                pcap: self.pcap.as_deref_mut(),
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<DeviceTx<'_>> {
+        Some(DeviceTx {
+            link: self.tx,
+            rx_link: self.rx_link,
+            now: self.now,
+            pcap: self.pcap.as_deref_mut(),
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        ip_caps()
+    }
+}
+
+impl phy::Device for PeerPhy<'_> {
+    type RxToken<'b>
+        = RxBuf
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PeerTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, PeerTx<'_>)> {
+        let packet = self.rx.pop_front()?;
+        Some((
+            RxBuf(packet),
+            PeerTx {
+                link: self.tx,
+                now: self.now,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<PeerTx<'_>> {
+        Some(PeerTx {
+            link: self.tx,
+            now: self.now,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        ip_caps()
+    }
+}
+
+/// Feeds app events to the oracle and the trace.
+struct AppSink<'a> {
+    oracle: &'a mut Oracle,
+    trace: &'a mut Trace,
+    now: Instant,
+}
+
+impl AppEventSink for AppSink<'_> {
+    fn app_event(&mut self, event: AppEvent<'_>) {
+        self.oracle.app_event(&event);
+        match event {
+            AppEvent::Read { conn, data } => self.trace.record(
+                self.now,
+                "app",
+                format_args!("read port={} bytes={}", conn.remote.port, data.len()),
+            ),
+            other => self
+                .trace
+                .record(self.now, "app", format_args!("{other:?}")),
+        }
+    }
+}
+
+/// The application loop's timing: a base period plus system work between iterations.
+struct LoopClock {
+    rng: ChaCha8Rng,
+    period_us: u64,
+    jitter_us: u64,
+    slow_every: u64,
+    slow_us: u64,
+}
+
+impl LoopClock {
+    fn next_after(&mut self, now: Instant) -> Instant {
+        let mut us = self.period_us.max(1);
+        if self.jitter_us > 0 {
+            us += self.rng.random_range(0..=self.jitter_us);
+        }
+        if self.slow_every > 0 && self.rng.random_range(0..self.slow_every) == 0 {
+            us += self.slow_us;
+        }
+        now + Duration::from_micros(us)
+    }
+}
+
+/// Runs one scenario on the loopback backend.
+pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunReport, String> {
+    let seed = config.seed;
+    let mut downlink = Link::new(config.downlink, split_seed(seed, "link.downlink"));
+    let mut uplink = Link::new(config.uplink, split_seed(seed, "link.uplink"));
+    let mut dev_rx: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut peer_rx: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut pcap = options.pcap.take();
+    if let Some(p) = pcap.as_mut() {
+        p.global_header(PcapLinkType::Ip);
+    }
+    let mut now = Instant::ZERO;
+    let mut device = {
+        let mut phy = DevicePhy {
+            rx: &mut dev_rx,
+            tx: &mut uplink,
+            rx_link: &mut downlink,
+            now,
+            pcap: None,
+        };
+        Device::new(
+            &mut phy,
+            DEVICE_ADDR,
+            24,
+            config.policy,
+            config.device,
+            DeviceSeeds {
+                stack: split_seed(seed, "device.stack"),
+                worker: split_seed(seed, "device.worker"),
+            },
+            now,
+        )
+    };
+    let mut app: Box<dyn App> = config.app.build(config.port);
+    app.setup(&mut device);
+    let mut peer = {
+        let mut phy = PeerPhy {
+            rx: &mut peer_rx,
+            tx: &mut downlink,
+            now,
+        };
+        PeerHost::new(
+            &mut phy,
+            config.workloads.clone(),
+            DEVICE_ADDR,
+            config.port,
+            split_seed(seed, "peer.stack"),
+            split_seed(seed, "peer.programs"),
+        )?
+    };
+    let mut clock = LoopClock {
+        rng: ChaCha8Rng::seed_from_u64(split_seed(seed, "device.loop")),
+        period_us: config.loop_period_us,
+        jitter_us: config.loop_jitter_us,
+        slow_every: config.slow_loop_every,
+        slow_us: config.slow_loop_us,
+    };
+    let mut trace = Trace::new(options.keep_trace);
+    let mut oracle = Oracle::default();
+    let mut next_tick = clock.next_after(now);
+    let end = Instant::from_millis(config.max_duration_ms as i64);
+    let drain = Duration::from_millis(config.drain_ms);
+    let mut healed = false;
+    let mut quiet_since: Option<Instant> = None;
+    let mut delivered = Vec::new();
+    let mut device_events: Vec<DeviceEvent> = Vec::new();
+    let mut peer_events: Vec<PeerEvent> = Vec::new();
+    let mut timed_out = false;
+
+    loop {
+        // The earliest thing that happens next.
+        let mut t = next_tick;
+        for x in [
+            device.poll_at(),
+            peer.poll_at(now),
+            uplink.next_delivery(),
+            downlink.next_delivery(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t = t.min(x);
+        }
+        now = now.max(t);
+        if now > end {
+            timed_out = true;
+            break;
+        }
+        if let Some(quiet) = quiet_since {
+            if now >= quiet + drain {
+                break;
+            }
+        }
+
+        downlink.deliver_due(now, &mut delivered);
+        dev_rx.extend(delivered.drain(..));
+        uplink.deliver_due(now, &mut delivered);
+        peer_rx.extend(delivered.drain(..));
+
+        {
+            let mut phy = PeerPhy {
+                rx: &mut peer_rx,
+                tx: &mut downlink,
+                now,
+            };
+            peer.poll(now, &mut phy);
+        }
+        peer.take_events(&mut peer_events);
+        for e in peer_events.drain(..) {
+            if let PeerEvent::Opened { port } = e {
+                if let Some(r) = peer.records().find(|r| r.local_port == port) {
+                    oracle.expect(port, r.payload.clone());
+                }
+            }
+            trace.record(now, "peer", format_args!("{e:?}"));
+        }
+
+        let tick = now >= next_tick;
+        let device_due = device.poll_at().is_some_and(|x| x <= now);
+        if !dev_rx.is_empty() || device_due || tick {
+            let mut phy = DevicePhy {
+                rx: &mut dev_rx,
+                tx: &mut uplink,
+                rx_link: &mut downlink,
+                now,
+                pcap: pcap.as_mut(),
+            };
+            device.poll(now, &mut phy);
+            if tick {
+                let mut sink = AppSink {
+                    oracle: &mut oracle,
+                    trace: &mut trace,
+                    now,
+                };
+                app.loop_once(now, &mut device, &mut sink);
+                next_tick = clock.next_after(now);
+                // What the app did (reads opening the window, writes, stops) goes out now.
+                if device.poll_at().is_some_and(|x| x <= now) {
+                    device.poll(now, &mut phy);
+                }
+            }
+        }
+        device.take_events(&mut device_events);
+        for e in device_events.drain(..) {
+            oracle.device_event(&e);
+            trace.record(now, "device", format_args!("{e:?}"));
+        }
+
+        // Safety phase while the workload runs; then the liveness phase: the links heal and
+        // the run goes on until the peer is quiet, plus `drain_ms` for the application.
+        if !healed && peer.finished() {
+            healed = true;
+            uplink.heal();
+            downlink.heal();
+            trace.record(now, "sim", format_args!("liveness phase: links healed"));
+        }
+        if healed
+            && quiet_since.is_none()
+            && peer.quiet()
+            && uplink.in_flight() == 0
+            && downlink.in_flight() == 0
+        {
+            quiet_since = Some(now);
+        }
+    }
+    if let Some(p) = pcap.as_mut() {
+        let _ = Write::flush(p);
+    }
+    let rows = oracle.judge(peer.records());
+    let summary = Summary::of(&rows);
+    Ok(RunReport {
+        seed,
+        summary,
+        rows,
+        trace_hash: trace.hash(),
+        trace_events: trace.events,
+        trace_lines: trace.kept,
+        sim_time_us: now.total_micros(),
+        uplink: uplink.stats(),
+        downlink: downlink.stats(),
+        timed_out,
+    })
+}
