@@ -50,6 +50,13 @@ pub enum DeviceEvent {
         unread_bytes: usize,
         sent_rst: bool,
     },
+    /// `bytes` arrived after the application closed the socket; nobody will read them
+    /// (`sent_rst`: the peer was told, F5).
+    DataAfterClose {
+        conn: ConnId,
+        bytes: usize,
+        sent_rst: bool,
+    },
     /// The socket's pool slot was freed.
     SlotFreed { conn: ConnId },
     /// A SYN was dropped without answer because the backlog was full (L5).

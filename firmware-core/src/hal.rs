@@ -82,6 +82,8 @@ struct Slot {
     peer_close_posted: bool,
     /// The application called `socket_close`.
     released: bool,
+    /// Bytes that arrived after the close, as far as reported.
+    data_after_close: usize,
     /// Sizes of received packets not yet read, oldest first (sum = stack receive queue).
     rx_packets: VecDeque<usize>,
     rx_queue_seen: usize,
@@ -280,6 +282,7 @@ impl Hal {
             hal_closed: false,
             peer_close_posted: false,
             released: false,
+            data_after_close: 0,
             rx_packets: VecDeque::new(),
             rx_queue_seen: 0,
         });
@@ -408,6 +411,24 @@ impl Hal {
                 continue;
             }
             let queued = socket.recv_queue();
+            if slot.released || slot.hal_closed {
+                // Data after the application closed: nobody will read it. lwIP acknowledges and
+                // drops it (`tcp_recv_null`); F5 answers with RST (RFC 1122 4.2.2.13).
+                if queued > slot.data_after_close {
+                    let bytes = queued - slot.data_after_close;
+                    slot.data_after_close = queued;
+                    let sent_rst = self.policy.stop_with_unread == StopWithUnread::Rst;
+                    if sent_rst && state != tcp::State::Closed {
+                        self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                    }
+                    self.events.push(DeviceEvent::DataAfterClose {
+                        conn: slot.conn,
+                        bytes,
+                        sent_rst,
+                    });
+                }
+                continue;
+            }
             if queued > slot.rx_queue_seen {
                 let bytes = queued - slot.rx_queue_seen;
                 slot.rx_packets.push_back(bytes);

@@ -595,6 +595,27 @@ mod rule_tests {
         );
     }
 
+    /// The application stops a drained client; then the peer sends more. What the peer sees.
+    fn data_after_stop(policy: Policy) -> (State, bool) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        client.stop(&mut b.dev);
+        b.exchange();
+        b.peer_send(h, b"late data");
+        b.exchange();
+        let reported = b.device_saw(|e| matches!(e, DeviceEvent::DataAfterClose { bytes: 9, .. }));
+        (b.peer(h).state(), reported)
+    }
+
+    #[test]
+    fn l7_data_after_stop_is_acked_and_dropped_f5_resets() {
+        assert_eq!(data_after_stop(Policy::LEGACY), (State::CloseWait, true));
+        assert_eq!(data_after_stop(Policy::FIXED), (State::Closed, true));
+    }
+
     // F6 -------------------------------------------------------------------------------------
 
     /// The peer half-closes; the application then answers. What the peer receives.

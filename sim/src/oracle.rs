@@ -95,6 +95,9 @@ impl Oracle {
             DeviceEvent::UnreadDataFreed { conn, bytes } => {
                 self.side(conn.remote.port).bytes_freed_unread += bytes as u64;
             }
+            DeviceEvent::DataAfterClose { conn, bytes, .. } => {
+                self.side(conn.remote.port).bytes_freed_unread += bytes as u64;
+            }
             DeviceEvent::SynDropped { remote } => self.side(remote.port).syn_dropped += 1,
             _ => {}
         }

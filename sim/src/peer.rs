@@ -24,7 +24,10 @@ pub enum ProgramKind {
     /// `echo ... | nc -N HOST PORT`: send the payload, FIN `close_delay_us` later, then read
     /// until the device closes (or `linger_ms` passes).
     Nc,
-    /// Send the payload, keep the connection open `hold_ms`, then close (the device may close first).
+    /// Send the payload, keep the connection open `hold_ms` once it is acknowledged, then close
+    /// (the device may close first). The hold counts from the acknowledgement because the
+    /// peer stack (smoltcp) retransmits after 1 s at the earliest where Linux takes ~200 ms: a
+    /// hold from the send would make a retransmission coincide with the FIN.
     Hold,
     /// Send `stream_bytes` of a counting pattern, wait until all is acknowledged, keep the
     /// connection `hold_ms` longer, then close.
@@ -482,10 +485,7 @@ impl PeerHost {
                                 ProgramKind::Nc => {
                                     Phase::CloseAt(now + Duration::from_micros(w.close_delay_us))
                                 }
-                                ProgramKind::Hold => {
-                                    Phase::CloseAt(now + Duration::from_millis(w.hold_ms))
-                                }
-                                ProgramKind::Stream => Phase::WaitAcked,
+                                ProgramKind::Hold | ProgramKind::Stream => Phase::WaitAcked,
                             };
                         } else if !socket.may_send() {
                             c.phase = Phase::Lingering(now);
