@@ -537,9 +537,9 @@ impl Hal {
             let Some(slot) = self.slots[index].as_mut() else {
                 continue;
             };
-            if let Some(handle) = slot.handle {
+            let done_with = slot.released || slot.hal_closed;
+            if let Some(handle) = slot.handle.filter(|_| done_with) {
                 let state = self.sockets.get::<tcp::Socket>(handle).state();
-                let done_with = slot.released || slot.hal_closed;
                 let free = match state {
                     tcp::State::Closed => done_with,
                     // L6 keeps the slot until TIME-WAIT ends; F8 frees it at once.

@@ -292,6 +292,27 @@ mod rule_tests {
         client.available(&mut b.dev)
     }
 
+    /// `read(buf, 1024)` after three 400-byte packets: bytes returned by one call.
+    fn first_read_1024(policy: Policy) -> usize {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        for _ in 0..3 {
+            b.peer_send(h, &[9; 400]);
+            b.exchange();
+        }
+        let mut buf = [0u8; 1024];
+        client.read_into(&mut b.dev, &mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn f7_read_into_drains_past_the_wiring_buffer() {
+        assert_eq!(first_read_1024(Policy::LEGACY), 128);
+        assert_eq!(first_read_1024(Policy::FIXED), 1024);
+    }
+
     #[test]
     fn l1_one_packet_per_available_call_f7_drains() {
         assert_eq!(first_available(Policy::LEGACY), 50);

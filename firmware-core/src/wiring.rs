@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::device::Device;
 use crate::event::ConnId;
 use crate::hal::{ListenError, ServerId, SockId};
-use crate::policy::ConnectedRule;
+use crate::policy::{ConnectedRule, RxCopy};
 
 /// `TCPServer`: listens on a port and hands out accepted connections.
 #[derive(Debug)]
@@ -133,6 +133,14 @@ impl TcpClient {
     /// `read(buf, size)`: up to `out.len()` bytes from the Wiring buffer, or `None` when
     /// nothing is available.
     pub fn read_into(&mut self, dev: &mut Device, out: &mut [u8]) -> Option<usize> {
+        // F7: with the Wiring buffer empty, drain the stack straight into the caller's buffer.
+        if dev.policy().rx_copy == RxCopy::DrainAll && self.buffered() == 0 {
+            let sock = self.sock?;
+            return match dev.hal.receive(sock, out) {
+                Ok(n) if n > 0 => Some(n),
+                _ => None,
+            };
+        }
         if self.buffered() > 0 || self.available(dev) > 0 {
             let n = out.len().min(self.buffered());
             out[..n].copy_from_slice(&self.buffer[self.offset..self.offset + n]);

@@ -341,7 +341,7 @@ impl Link {
         if !reorder {
             self.last_send_at = self.last_send_at.max(send_at);
         }
-        for _ in 0..copies {
+        if copies == 2 {
             self.order += 1;
             self.queue.push(Queued {
                 send_at,
@@ -349,6 +349,12 @@ impl Link {
                 packet: packet.clone(),
             });
         }
+        self.order += 1;
+        self.queue.push(Queued {
+            send_at,
+            order: self.order,
+            packet,
+        });
     }
 
     /// The earliest time at or after `t` when the receiver accepts packets (power save, stall).

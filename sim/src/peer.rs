@@ -121,13 +121,76 @@ impl Payload {
         }
     }
 
+    /// Writes the payload bytes starting at `offset` into `buf` (caller keeps it in range).
+    pub fn fill(&self, offset: u64, buf: &mut [u8]) {
+        match self {
+            Payload::Bytes(b) => {
+                let from = offset as usize;
+                buf.copy_from_slice(&b[from..from + buf.len()]);
+            }
+            Payload::Counting(_) => fill_counting(offset, buf),
+        }
+    }
+
     /// Offset of the first byte of `data` (read at `offset`) that differs from the payload.
     pub fn first_mismatch(&self, offset: u64, data: &[u8]) -> Option<u64> {
-        data.iter().enumerate().find_map(|(i, b)| {
-            let at = offset + i as u64;
-            (at >= self.len() || self.byte_at(at) != *b).then_some(at)
-        })
+        // Bytes beyond the end are a mismatch; compare only the part that can match.
+        let fits = (self.len().saturating_sub(offset) as usize).min(data.len());
+        let within = match self {
+            Payload::Bytes(b) => {
+                let expected = &b[offset as usize..offset as usize + fits];
+                data[..fits].iter().zip(expected).position(|(a, e)| a != e)
+            }
+            Payload::Counting(_) => first_counting_mismatch(offset, &data[..fits]),
+        };
+        match within {
+            Some(i) => Some(offset + i as u64),
+            None if fits < data.len() => Some(offset + fits as u64),
+            None => None,
+        }
     }
+}
+
+/// The counting pattern twice, so any 256-byte window of it is one slice.
+static COUNTING: [u8; 512] = {
+    let mut t = [0u8; 512];
+    let mut i = 0;
+    while i < 512 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Writes the counting pattern for stream offset `offset` into `buf`, a block at a time.
+pub fn fill_counting(offset: u64, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let start = ((offset + i as u64) % 256) as usize;
+        let k = (buf.len() - i).min(256);
+        buf[i..i + k].copy_from_slice(&COUNTING[start..start + k]);
+        i += k;
+    }
+}
+
+/// Index of the first byte of `data` (starting at stream `offset`) that breaks `offset % 256`:
+/// block-wise slice comparison (memcmp), since the oracle checks every streamed byte.
+fn first_counting_mismatch(offset: u64, data: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < data.len() {
+        let start = ((offset + i as u64) % 256) as usize;
+        let k = (data.len() - i).min(256);
+        let expected = &COUNTING[start..start + k];
+        if data[i..i + k] != *expected {
+            let j = data[i..i + k]
+                .iter()
+                .zip(expected)
+                .position(|(a, e)| a != e);
+            return j.map(|j| i + j);
+        }
+        i += k;
+    }
+    None
 }
 
 /// Parses hex with optional whitespace.
@@ -468,9 +531,7 @@ impl PeerHost {
                             let n = socket
                                 .send(|buf| {
                                     let n = (buf.len() as u64).min(total - from) as usize;
-                                    for (i, b) in buf[..n].iter_mut().enumerate() {
-                                        *b = payload.byte_at(from + i as u64);
-                                    }
+                                    payload.fill(from, &mut buf[..n]);
                                     (n, n)
                                 })
                                 .unwrap_or(0);
@@ -535,6 +596,22 @@ mod tests {
         );
         assert!(parse_hex("abc").unwrap_err().contains("odd"));
         assert!(parse_hex("zz").unwrap_err().contains("zz"));
+    }
+
+    #[test]
+    fn fill_matches_byte_at() {
+        for p in [
+            Payload::Counting(1000),
+            Payload::Bytes(Rc::from(&(0..=255u8).rev().collect::<Vec<_>>()[..])),
+        ] {
+            let mut buf = vec![0; 200];
+            p.fill(37, &mut buf);
+            assert!(buf
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == p.byte_at(37 + i as u64)));
+            assert_eq!(p.first_mismatch(37, &buf), None);
+        }
     }
 
     #[test]

@@ -54,6 +54,29 @@ impl Trace {
         }
     }
 
+    /// The hot path (data moved): hashes the numbers directly and formats a line only when
+    /// someone reads it (RUST_LOG or a kept trace).
+    fn record_count(&mut self, now: Instant, what: &'static str, port: u16, bytes: u64) {
+        self.hasher.update(now.total_micros().to_le_bytes());
+        self.hasher.update(what.as_bytes());
+        self.hasher.update(port.to_le_bytes());
+        self.hasher.update(bytes.to_le_bytes());
+        self.events += 1;
+        if self.kept.is_some() || tracing::enabled!(target: "fwsim::trace", tracing::Level::DEBUG) {
+            let line = format!(
+                "{} {} port={} bytes={}",
+                now.total_micros(),
+                what,
+                port,
+                bytes
+            );
+            tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), port, "{what} bytes={bytes}");
+            if let Some(kept) = &mut self.kept {
+                kept.push(line);
+            }
+        }
+    }
+
     fn record(&mut self, now: Instant, source: &str, args: std::fmt::Arguments<'_>) {
         self.line.clear();
         let _ = write!(self.line, "{} {} {}", now.total_micros(), source, args);
@@ -248,11 +271,10 @@ impl AppEventSink for AppSink<'_> {
     fn app_event(&mut self, event: AppEvent<'_>) {
         self.oracle.app_event(&event);
         match event {
-            AppEvent::Read { conn, data } => self.trace.record(
-                self.now,
-                "app",
-                format_args!("read port={} bytes={}", conn.remote.port, data.len()),
-            ),
+            AppEvent::Read { conn, data } => {
+                self.trace
+                    .record_count(self.now, "app read", conn.remote.port, data.len() as u64)
+            }
             other => self
                 .trace
                 .record(self.now, "app", format_args!("{other:?}")),
@@ -344,6 +366,8 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     let mut next_tick = clock.next_after(now);
     let end = Instant::from_millis(config.max_duration_ms as i64);
     let drain = Duration::from_millis(config.drain_ms);
+    let mut peer_at_cache: Option<Option<Instant>> = None;
+    let mut device_at_cache: Option<Option<Instant>> = None;
     let mut healed = false;
     let mut quiet_since: Option<Instant> = None;
     let mut delivered = Vec::new();
@@ -354,9 +378,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     loop {
         // The earliest thing that happens next.
         let mut t = next_tick;
+        // A side's next timer only changes when that side is polled, fed or run: cached.
+        let peer_at = *peer_at_cache.get_or_insert_with(|| peer.poll_at(now));
+        let device_at = *device_at_cache.get_or_insert_with(|| device.poll_at());
         for x in [
-            device.poll_at(),
-            peer.poll_at(now),
+            device_at,
+            peer_at,
             uplink.next_delivery(),
             downlink.next_delivery(),
         ]
@@ -381,13 +408,14 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         uplink.deliver_due(now, &mut delivered);
         peer_rx.extend(delivered.drain(..));
 
-        {
+        if !peer_rx.is_empty() || peer_at.is_some_and(|x| x <= now) {
             let mut phy = PeerPhy {
                 rx: &mut peer_rx,
                 tx: &mut downlink,
                 now,
             };
             peer.poll(now, &mut phy);
+            peer_at_cache = None;
         }
         peer.take_events(&mut peer_events);
         for e in peer_events.drain(..) {
@@ -396,12 +424,19 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
                     oracle.expect(port, r.payload.clone());
                 }
             }
-            trace.record(now, "peer", format_args!("{e:?}"));
+            match e {
+                PeerEvent::Sent { port, bytes } => {
+                    trace.record_count(now, "peer sent", port, bytes as u64)
+                }
+                e => trace.record(now, "peer", format_args!("{e:?}")),
+            }
         }
 
         let tick = now >= next_tick;
-        let device_due = device.poll_at().is_some_and(|x| x <= now);
+        // The app's HAL calls need no poll first unless packets or device timers are due.
+        let device_due = device_at.is_some_and(|x| x <= now);
         if !dev_rx.is_empty() || device_due || tick {
+            device_at_cache = None;
             let mut phy = DevicePhy {
                 rx: &mut dev_rx,
                 tx: &mut uplink,
@@ -409,7 +444,9 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
                 now,
                 pcap: pcap.as_mut(),
             };
-            device.poll(now, &mut phy);
+            if !phy.rx.is_empty() || device_due {
+                device.poll(now, &mut phy);
+            }
             if tick {
                 let mut sink = AppSink {
                     oracle: &mut oracle,
@@ -427,7 +464,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         device.take_events(&mut device_events);
         for e in device_events.drain(..) {
             oracle.device_event(&e);
-            trace.record(now, "device", format_args!("{e:?}"));
+            match e {
+                DeviceEvent::DataReceived { conn, bytes } => {
+                    trace.record_count(now, "device rx", conn.remote.port, bytes as u64)
+                }
+                e => trace.record(now, "device", format_args!("{e:?}")),
+            }
         }
 
         // Safety phase while the workload runs; then the liveness phase: the links heal and

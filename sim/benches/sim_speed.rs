@@ -1,0 +1,271 @@
+//! Speed of the simulator, as ratios measured in this run (no absolute targets, no timed tests):
+//!
+//! 1. forum scenario: simulated time / wall time (goal: at least 1000x).
+//! 2. 10 MiB stream through the whole simulator (link model, oracle; tracing off) against a bare
+//!    smoltcp two-interface transfer of the same bytes with the same buffer sizes
+//!    (goal: at least 0.5x the baseline's throughput).
+//!
+//! Run: `cargo bench -p sim --bench sim_speed` (FWSIM_BENCH_REPS=N for more repetitions).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Instant as WallClock;
+
+use firmware_core::smoltcp::iface::{Config, Interface, SocketSet};
+use firmware_core::smoltcp::phy::{self, DeviceCapabilities, Medium};
+use firmware_core::smoltcp::socket::tcp;
+use firmware_core::smoltcp::time::Instant;
+use firmware_core::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use sim::{scenario, RunOptions};
+
+const STREAM_BYTES: u64 = 10 * 1024 * 1024;
+
+fn scenario_path(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+/// Median of `reps` wall-clock measurements of `f`, in seconds.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up: page faults and caches out of the measurement
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = WallClock::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+struct Wire<'a> {
+    rx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut VecDeque<Vec<u8>>,
+}
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut b = vec![0; len];
+        let r = f(&mut b);
+        self.0.push_back(b);
+        r
+    }
+}
+impl phy::Device for Wire<'_> {
+    type RxToken<'b>
+        = Rx
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b>
+    where
+        Self: 'b;
+    fn receive(&mut self, _t: Instant) -> Option<(Rx, Tx<'_>)> {
+        let p = self.rx.pop_front()?;
+        Some((Rx(p), Tx(self.tx)))
+    }
+    fn transmit(&mut self, _t: Instant) -> Option<Tx<'_>> {
+        Some(Tx(self.tx))
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ip;
+        c.max_transmission_unit = 1500;
+        c
+    }
+}
+
+/// The baseline: two smoltcp interfaces back to back, same buffer sizes as the simulated device
+/// (4 KiB receive) and peer (64 KiB send), the receiver reading at most `read_chunk` bytes per
+/// 100 us step. Returns (bytes, packets).
+fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
+    let (mut a_to_b, mut b_to_a) = (VecDeque::new(), VecDeque::new());
+    let mk = |addr: Ipv4Address, seed: u64, w: &mut Wire| {
+        let mut cfg = Config::new(HardwareAddress::Ip);
+        cfg.random_seed = seed;
+        let mut iface = Interface::new(cfg, w, Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 24));
+        });
+        iface
+    };
+    let (da, pa) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
+    let mut dev = mk(
+        da,
+        1,
+        &mut Wire {
+            rx: &mut a_to_b,
+            tx: &mut b_to_a,
+        },
+    );
+    let mut peer = mk(
+        pa,
+        2,
+        &mut Wire {
+            rx: &mut b_to_a,
+            tx: &mut a_to_b,
+        },
+    );
+    let mut dsock = SocketSet::new(vec![]);
+    let mut psock = SocketSet::new(vec![]);
+    let mut l = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 4096]),
+        tcp::SocketBuffer::new(vec![0; 4096]),
+    );
+    l.listen(6000).unwrap();
+    let lh = dsock.add(l);
+    let mut c = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 4096]),
+        tcp::SocketBuffer::new(vec![0; 65535]),
+    );
+    c.connect(peer.context(), (IpAddress::Ipv4(da), 6000), 40000)
+        .unwrap();
+    let ch = psock.add(c);
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut buf = vec![0u8; 4096.min(read_chunk)];
+    let mut packets = 0u64;
+    let mut now = Instant::ZERO;
+    while got < bytes {
+        packets += (a_to_b.len() + b_to_a.len()) as u64;
+        now += firmware_core::smoltcp::time::Duration::from_micros(100);
+        let cs = psock.get_mut::<tcp::Socket>(ch);
+        while sent < bytes && cs.can_send() {
+            let n = cs.send(|b| {
+                let n = b.len().min((bytes - sent) as usize);
+                sim::peer::fill_counting(sent, &mut b[..n]);
+                (n, n)
+            });
+            sent += n.unwrap_or(0) as u64;
+        }
+        packets += (a_to_b.len() + b_to_a.len()) as u64;
+        peer.poll(
+            now,
+            &mut Wire {
+                rx: &mut b_to_a,
+                tx: &mut a_to_b,
+            },
+            &mut psock,
+        );
+        dev.poll(
+            now,
+            &mut Wire {
+                rx: &mut a_to_b,
+                tx: &mut b_to_a,
+            },
+            &mut dsock,
+        );
+        let ds = dsock.get_mut::<tcp::Socket>(lh);
+        while let Ok(n) = ds.recv_slice(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            if read_chunk != usize::MAX {
+                break;
+            }
+        }
+        dev.poll(
+            now,
+            &mut Wire {
+                rx: &mut a_to_b,
+                tx: &mut b_to_a,
+            },
+            &mut dsock,
+        );
+    }
+    (got, packets)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let reps: usize = std::env::var("FWSIM_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(9);
+
+    // 1. Forum scenario speed.
+    for policy in ["legacy", "fixed"] {
+        let config = scenario::load(
+            &scenario_path("forum"),
+            &[format!("device.policy={policy}")],
+        )
+        .expect("forum.toml");
+        let mut sim_us = 0;
+        let wall = median_secs(reps, || {
+            let r = sim::run(&config, RunOptions::default()).expect("run");
+            sim_us = r.sim_time_us;
+        });
+        println!(
+            "forum/{policy:6}: {:.1} s simulated in {:.2} ms wall -> {:.0}x faster than real time (goal >= 1000x)",
+            sim_us as f64 / 1e6,
+            wall * 1e3,
+            sim_us as f64 / 1e6 / wall
+        );
+    }
+
+    // 2. 10 MiB stream: simulator vs bare smoltcp, interleaved so machine noise hits both
+    // (median of per-run ratios). Two baselines: the receiver reading 1024 bytes per step as
+    // the multi-client firmware does (the same TCP work: same packets), and draining
+    // everything at each step (fewer, larger window updates; shown for reference).
+    let (_, drain_packets) = bare_smoltcp_transfer_counted(STREAM_BYTES, usize::MAX);
+    let (_, matched_packets) = bare_smoltcp_transfer_counted(STREAM_BYTES, 1024);
+    for policy in ["fixed", "legacy"] {
+        let config = scenario::load(
+            &scenario_path("stream"),
+            &[
+                format!("device.policy={policy}"),
+                "link.preset=ideal".into(),
+            ],
+        )
+        .expect("stream.toml");
+        let mut sim_packets = 0;
+        let mut sim_run = || {
+            let r = sim::run(&config, RunOptions::default()).expect("run");
+            assert_eq!(
+                r.summary.bytes_delivered, STREAM_BYTES,
+                "the stream must arrive whole"
+            );
+            sim_packets = r.uplink.enqueued + r.downlink.enqueued;
+        };
+        let reps_here = if policy == "legacy" {
+            reps.min(3)
+        } else {
+            reps
+        };
+        let mut matched = Vec::new();
+        let mut drain = Vec::new();
+        let mut walls = Vec::new();
+        for _ in 0..reps_here {
+            let m = median_secs(1, || {
+                bare_smoltcp_transfer_counted(STREAM_BYTES, 1024);
+            });
+            let d = median_secs(1, || {
+                bare_smoltcp_transfer_counted(STREAM_BYTES, usize::MAX);
+            });
+            let w = median_secs(1, &mut sim_run);
+            matched.push(m / w);
+            drain.push(d / w);
+            walls.push(w);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let wall = median(&mut walls);
+        println!(
+            "stream/{policy:6}: simulator {:.1} ms ({:.0} MB/s, {sim_packets} packets) -> {:.2}x bare smoltcp with the same 1024-byte reads ({matched_packets} packets; goal >= 0.5x), {:.2}x bare drain-all ({drain_packets} packets)",
+            wall * 1e3,
+            STREAM_BYTES as f64 / wall / 1e6,
+            median(&mut matched),
+            median(&mut drain),
+        );
+    }
+}
