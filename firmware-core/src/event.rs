@@ -63,6 +63,41 @@ pub enum DeviceEvent {
     SynDropped { remote: IpEndpoint },
 }
 
+impl DeviceEvent {
+    /// The peer's port this event is about (the connection's key on both sides).
+    pub fn peer_port(&self) -> u16 {
+        match *self {
+            DeviceEvent::SynReceived { conn }
+            | DeviceEvent::HandshakeAborted { conn }
+            | DeviceEvent::HandshakeCompleted { conn }
+            | DeviceEvent::AcceptQueued { conn }
+            | DeviceEvent::Accepted { conn }
+            | DeviceEvent::DataReceived { conn, .. }
+            | DeviceEvent::PeerClosed { conn, .. }
+            | DeviceEvent::MarkedClosed { conn, .. }
+            | DeviceEvent::UnreadDataFreed { conn, .. }
+            | DeviceEvent::Stopped { conn, .. }
+            | DeviceEvent::DataAfterClose { conn, .. }
+            | DeviceEvent::SlotFreed { conn } => conn.remote.port,
+            DeviceEvent::SynDropped { remote } => remote.port,
+        }
+    }
+}
+
+impl AppEvent<'_> {
+    /// The peer's port this event is about.
+    pub fn peer_port(&self) -> u16 {
+        match *self {
+            AppEvent::Accepted { conn }
+            | AppEvent::Read { conn, .. }
+            | AppEvent::Wrote { conn, .. }
+            | AppEvent::Disconnected { conn }
+            | AppEvent::Closed { conn }
+            | AppEvent::Mismatch { conn, .. } => conn.remote.port,
+        }
+    }
+}
+
 /// What a firmware app reports about the connections it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEvent<'a> {

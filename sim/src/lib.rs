@@ -13,6 +13,7 @@ pub mod oracle;
 pub mod peer;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod world;
 
 use std::path::Path;

@@ -272,6 +272,21 @@ pub enum PeerEvent {
     Finished { port: u16 },
 }
 
+impl PeerEvent {
+    /// The peer's port (the connection's key).
+    pub fn port(&self) -> u16 {
+        match *self {
+            PeerEvent::Opened { port }
+            | PeerEvent::Established { port }
+            | PeerEvent::Sent { port, .. }
+            | PeerEvent::FinSent { port }
+            | PeerEvent::ResetSeen { port }
+            | PeerEvent::ConnectFailed { port }
+            | PeerEvent::Finished { port } => port,
+        }
+    }
+}
+
 /// The peer host: one smoltcp interface, many connections.
 pub struct PeerHost {
     iface: Interface,

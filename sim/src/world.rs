@@ -3,7 +3,7 @@
 //! Event-driven: each step jumps to the earliest of link deliveries, both stacks' `poll_at`,
 //! the worker thread, the application loop tick and the peer programs' timers.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -36,22 +36,41 @@ pub fn split_seed(seed: u64, component: &str) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// The event trace: every event as a line, hashed; kept in memory only when asked.
+/// The event trace: every event as a line, hashed; kept in memory only when asked. Each event
+/// is also a `tracing` event inside a span for its connection (`conn{port=..}`) inside the
+/// run's span, so `RUST_LOG=fwsim=debug` shows them grouped.
 pub struct Trace {
     hasher: Sha256,
     line: String,
     kept: Option<Vec<String>>,
     events: u64,
+    run_span: tracing::Span,
+    conn_spans: BTreeMap<u16, tracing::Span>,
+    tracing_on: bool,
 }
 
 impl Trace {
-    fn new(keep: bool) -> Trace {
+    fn new(keep: bool, run_span: tracing::Span) -> Trace {
         Trace {
             hasher: Sha256::new(),
             line: String::new(),
             kept: keep.then(Vec::new),
             events: 0,
+            tracing_on: tracing::enabled!(target: "fwsim::trace", tracing::Level::DEBUG),
+            run_span,
+            conn_spans: BTreeMap::new(),
         }
+    }
+
+    /// The span of one connection (created on first use, inside the run's span).
+    fn conn_span(&mut self, port: u16) -> tracing::Span {
+        let run = &self.run_span;
+        self.conn_spans
+            .entry(port)
+            .or_insert_with(
+                || tracing::debug_span!(target: "fwsim::trace", parent: run, "conn", port),
+            )
+            .clone()
     }
 
     /// The hot path (data moved): hashes the numbers directly and formats a line only when
@@ -62,28 +81,38 @@ impl Trace {
         self.hasher.update(port.to_le_bytes());
         self.hasher.update(bytes.to_le_bytes());
         self.events += 1;
-        if self.kept.is_some() || tracing::enabled!(target: "fwsim::trace", tracing::Level::DEBUG) {
-            let line = format!(
-                "{} {} port={} bytes={}",
-                now.total_micros(),
-                what,
-                port,
-                bytes
-            );
-            tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), port, "{what} bytes={bytes}");
-            if let Some(kept) = &mut self.kept {
-                kept.push(line);
-            }
+        if self.tracing_on {
+            let _entered = self.conn_span(port).entered();
+            tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), "{what} bytes={bytes}");
+        }
+        if let Some(kept) = &mut self.kept {
+            kept.push(format!(
+                "{} {what} port={port} bytes={bytes}",
+                now.total_micros()
+            ));
         }
     }
 
-    fn record(&mut self, now: Instant, source: &str, args: std::fmt::Arguments<'_>) {
+    fn record(
+        &mut self,
+        now: Instant,
+        source: &str,
+        port: Option<u16>,
+        args: std::fmt::Arguments<'_>,
+    ) {
         self.line.clear();
         let _ = write!(self.line, "{} {} {}", now.total_micros(), source, args);
         self.hasher.update(self.line.as_bytes());
         self.hasher.update(b"\n");
         self.events += 1;
-        tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), "{} {}", source, args);
+        if self.tracing_on {
+            let span = match port {
+                Some(p) => self.conn_span(p),
+                None => self.run_span.clone(),
+            };
+            let _entered = span.entered();
+            tracing::debug!(target: "fwsim::trace", t_us = now.total_micros(), "{} {}", source, args);
+        }
         if let Some(kept) = &mut self.kept {
             kept.push(self.line.clone());
         }
@@ -275,9 +304,12 @@ impl AppEventSink for AppSink<'_> {
                 self.trace
                     .record_count(self.now, "app read", conn.remote.port, data.len() as u64)
             }
-            other => self
-                .trace
-                .record(self.now, "app", format_args!("{other:?}")),
+            other => self.trace.record(
+                self.now,
+                "app",
+                Some(other.peer_port()),
+                format_args!("{other:?}"),
+            ),
         }
     }
 }
@@ -361,7 +393,15 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         slow_every: config.slow_loop_every,
         slow_us: config.slow_loop_us,
     };
-    let mut trace = Trace::new(options.keep_trace);
+    let run_span = tracing::info_span!(
+        target: "fwsim::trace",
+        "run",
+        scenario = %config.name,
+        seed,
+        policy = config.policy.name(),
+        preset = %config.preset
+    );
+    let mut trace = Trace::new(options.keep_trace, run_span);
     let mut oracle = Oracle::default();
     let mut next_tick = clock.next_after(now);
     let end = Instant::from_millis(config.max_duration_ms as i64);
@@ -428,7 +468,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
                 PeerEvent::Sent { port, bytes } => {
                     trace.record_count(now, "peer sent", port, bytes as u64)
                 }
-                e => trace.record(now, "peer", format_args!("{e:?}")),
+                e => trace.record(now, "peer", Some(e.port()), format_args!("{e:?}")),
             }
         }
 
@@ -468,7 +508,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
                 DeviceEvent::DataReceived { conn, bytes } => {
                     trace.record_count(now, "device rx", conn.remote.port, bytes as u64)
                 }
-                e => trace.record(now, "device", format_args!("{e:?}")),
+                e => trace.record(now, "device", Some(e.peer_port()), format_args!("{e:?}")),
             }
         }
 
@@ -478,7 +518,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             healed = true;
             uplink.heal();
             downlink.heal();
-            trace.record(now, "sim", format_args!("liveness phase: links healed"));
+            trace.record(
+                now,
+                "sim",
+                None,
+                format_args!("liveness phase: links healed"),
+            );
         }
         if healed
             && quiet_since.is_none()
@@ -506,4 +551,77 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         downlink: downlink.stats(),
         timed_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const SCENARIO: &str = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 2\n";
+
+    fn run_with_filter(filter: &str) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            run_loopback(&config, RunOptions::default()).unwrap();
+        });
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn tracing_groups_events_by_run_and_connection_and_obeys_the_filter() {
+        let debug = run_with_filter("fwsim=debug");
+        assert!(debug.contains("run{scenario=t seed=1"), "{debug}");
+        assert!(debug.contains("conn{port=40000}"), "{debug}");
+        assert!(debug.contains("conn{port=40001}"));
+        assert!(debug.contains("peer FinSent"));
+        assert_eq!(
+            run_with_filter("fwsim=warn"),
+            "",
+            "nothing below the filter"
+        );
+    }
+
+    #[test]
+    fn trace_hash_does_not_depend_on_tracing_being_on() {
+        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
+        let quiet = run_loopback(&config, RunOptions::default())
+            .unwrap()
+            .trace_hash;
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("fwsim=debug"))
+            .with_writer(std::io::sink)
+            .finish();
+        let loud = tracing::subscriber::with_default(subscriber, || {
+            run_loopback(&config, RunOptions::default())
+                .unwrap()
+                .trace_hash
+        });
+        assert_eq!(quiet, loud);
+    }
 }

@@ -5,7 +5,7 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use sim::{report, scenario, RunOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -58,6 +58,200 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run one scenario over many seeds (and presets, policies, values of one parameter) and
+    /// report how often connections are silently lost.
+    ///
+    /// Runs are sequential and seeded, so a sweep is as reproducible as a run. Every failing
+    /// seed is listed with the command that replays it.
+    ///
+    /// Examples:
+    ///   fwsim sweep scenarios/forum.toml --seeds 100 --policy both --preset all
+    ///   fwsim sweep scenarios/forum.toml --seeds 50 --plot loss.svg \
+    ///       --vary device.loop_period_us=250,500,1000,2000,5000
+    #[command(verbatim_doc_comment)]
+    Sweep(SweepArgs),
+}
+
+/// Arguments of `fwsim sweep`.
+#[derive(Args)]
+struct SweepArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// Seeds: N (1..=N), A..B, or a,b,c.
+    #[arg(long, default_value = "100")]
+    seeds: String,
+    /// legacy, fixed, or both.
+    #[arg(long, default_value = "both", value_parser = ["legacy", "fixed", "both"])]
+    policy: String,
+    /// A preset name, or `all` for ideal, wlan-good, wlan-busy and wlan-bad.
+    /// Default: the scenario's own.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Vary one scenario field over values, e.g. device.loop_period_us=250,1000,5000.
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    vary: Option<String>,
+    /// Override any scenario field in every run (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Draw loss against the --vary values to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn sweep(args: SweepArgs) -> ExitCode {
+    let SweepArgs {
+        scenario: path,
+        seeds,
+        policy,
+        preset,
+        vary,
+        sets,
+        plot,
+        json,
+    } = args;
+    let usage = |m: String| {
+        eprintln!("fwsim: {m}");
+        ExitCode::from(2)
+    };
+    let seeds = match sim::sweep::parse_seeds(&seeds) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let base = match scenario::load(&path, &sets) {
+        Ok(c) => c,
+        Err(e) => return usage(e.to_string()),
+    };
+    let policies: Vec<String> = match policy.as_str() {
+        "both" => vec!["legacy".into(), "fixed".into()],
+        p => vec![p.into()],
+    };
+    let presets: Vec<String> = match preset.as_deref() {
+        Some("all") => sim::link::LinkParams::PRESETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(p) => vec![p.into()],
+        None => vec![base.preset.clone()],
+    };
+    let vary = match vary {
+        Some(v) => match v.split_once('=') {
+            Some((k, vs)) if !vs.is_empty() => Some((
+                k.trim().to_string(),
+                vs.split(',').map(|x| x.trim().to_string()).collect(),
+            )),
+            _ => return usage(format!("--vary {v:?}: expected KEY=V1,V2,...")),
+        },
+        None => None,
+    };
+    if plot.is_some() && vary.is_none() {
+        return usage("--plot draws loss against --vary values: give --vary too".into());
+    }
+    let spec = sim::sweep::SweepSpec {
+        seeds,
+        policies,
+        presets,
+        vary,
+        sets,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let cells = match sim::sweep::run_sweep(&path, &spec, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            bar.finish_and_clear();
+            return usage(e.to_string());
+        }
+    };
+    bar.finish_and_clear();
+    let scenario_arg = path.display().to_string();
+    if json {
+        let rows: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "cell": c,
+                    "loss_fraction": c.loss_fraction(),
+                    "replay": c.failing_seeds.first().map(|s| replay(&scenario_arg, *s, &c.sets(&spec))),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        // The varied parameter gets a column only when there is one.
+        let key = spec
+            .vary
+            .as_ref()
+            .map(|(k, _)| format!(" {k:>12}"))
+            .unwrap_or_default();
+        println!(
+            "{:>7} {:>10}{key} {:>6} {:>10} {:>7} {:>10} {:>8}",
+            "policy", "preset", "runs", "runs lost", "conns", "lost conns", "loss %"
+        );
+        for c in &cells {
+            let value = match (&spec.vary, &c.value) {
+                (Some(_), Some(v)) => format!(" {v:>12}"),
+                _ => String::new(),
+            };
+            println!(
+                "{:>7} {:>10}{value} {:>6} {:>10} {:>7} {:>10} {:>8.2}",
+                c.policy,
+                c.preset,
+                c.runs,
+                c.runs_with_loss,
+                c.connections,
+                c.violations,
+                c.loss_fraction() * 100.0
+            );
+        }
+        for c in cells.iter().filter(|c| !c.failing_seeds.is_empty()) {
+            let shown: Vec<String> = c.failing_seeds.iter().take(5).map(u64::to_string).collect();
+            let more = if c.runs_with_loss > 5 { ", ..." } else { "" };
+            println!(
+                "silent loss: {} / {}{}: {} of {} runs (seeds {}{more})\n  replay: {}",
+                c.policy,
+                c.preset,
+                c.value
+                    .as_ref()
+                    .map(|v| format!(" / {v}"))
+                    .unwrap_or_default(),
+                c.runs_with_loss,
+                c.runs,
+                shown.join(", "),
+                replay(&scenario_arg, c.failing_seeds[0], &c.sets(&spec))
+            );
+        }
+    }
+    if let (Some(out), Some((key, _))) = (&plot, &spec.vary) {
+        if let Err(e) = sim::sweep::plot_svg(&cells, key, out) {
+            eprintln!("fwsim: plot: {e}");
+            return ExitCode::from(2);
+        }
+        eprintln!("plot written to {}", out.display());
+    }
+    if cells.iter().any(|c| c.violations > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn replay(scenario: &str, seed: u64, sets: &[String]) -> String {
+    let mut cmd = format!("cargo run --release -p sim --bin fwsim -- run {scenario} --seed {seed}");
+    for s in sets {
+        cmd.push_str(&format!(" --set '{s}'"));
+    }
+    cmd
 }
 
 fn main() -> ExitCode {
@@ -70,6 +264,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Sweep(args) => sweep(args),
         Command::Run {
             scenario: path,
             seed,
