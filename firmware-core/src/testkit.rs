@@ -25,6 +25,13 @@ pub struct WireEnd<'a> {
     outbound: &'a mut VecDeque<Vec<u8>>,
 }
 
+impl<'a> WireEnd<'a> {
+    /// An end that reads `inbound` and writes `outbound` (IP medium, MTU 1500).
+    pub fn new(inbound: &'a mut VecDeque<Vec<u8>>, outbound: &'a mut VecDeque<Vec<u8>>) -> Self {
+        WireEnd { inbound, outbound }
+    }
+}
+
 /// Receive token of a [`WireEnd`].
 pub struct WireRx(Vec<u8>);
 /// Transmit token of a [`WireEnd`].

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Instant as WallClock;
 
 use firmware_core::smoltcp::iface::{Config, Interface, SocketSet};
-use firmware_core::smoltcp::phy::{self, DeviceCapabilities, Medium};
 use firmware_core::smoltcp::socket::tcp;
 use firmware_core::smoltcp::time::Instant;
 use firmware_core::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use firmware_core::testkit::WireEnd;
 use sim::{scenario, RunOptions};
 
 const STREAM_BYTES: u64 = 10 * 1024 * 1024;
@@ -40,55 +40,12 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-struct Wire<'a> {
-    rx: &'a mut VecDeque<Vec<u8>>,
-    tx: &'a mut VecDeque<Vec<u8>>,
-}
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut b = vec![0; len];
-        let r = f(&mut b);
-        self.0.push_back(b);
-        r
-    }
-}
-impl phy::Device for Wire<'_> {
-    type RxToken<'b>
-        = Rx
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = Tx<'b>
-    where
-        Self: 'b;
-    fn receive(&mut self, _t: Instant) -> Option<(Rx, Tx<'_>)> {
-        let p = self.rx.pop_front()?;
-        Some((Rx(p), Tx(self.tx)))
-    }
-    fn transmit(&mut self, _t: Instant) -> Option<Tx<'_>> {
-        Some(Tx(self.tx))
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ip;
-        c.max_transmission_unit = 1500;
-        c
-    }
-}
-
 /// The baseline: two smoltcp interfaces back to back, same buffer sizes as the simulated device
 /// (4 KiB receive) and peer (64 KiB send), the receiver reading at most `read_chunk` bytes per
 /// 100 us step. Returns (bytes, packets).
 fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
     let (mut a_to_b, mut b_to_a) = (VecDeque::new(), VecDeque::new());
-    let mk = |addr: Ipv4Address, seed: u64, w: &mut Wire| {
+    let mk = |addr: Ipv4Address, seed: u64, w: &mut WireEnd| {
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, w, Instant::ZERO);
@@ -98,22 +55,8 @@ fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
         iface
     };
     let (da, pa) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
-    let mut dev = mk(
-        da,
-        1,
-        &mut Wire {
-            rx: &mut a_to_b,
-            tx: &mut b_to_a,
-        },
-    );
-    let mut peer = mk(
-        pa,
-        2,
-        &mut Wire {
-            rx: &mut b_to_a,
-            tx: &mut a_to_b,
-        },
-    );
+    let mut dev = mk(da, 1, &mut WireEnd::new(&mut a_to_b, &mut b_to_a));
+    let mut peer = mk(pa, 2, &mut WireEnd::new(&mut b_to_a, &mut a_to_b));
     let mut dsock = SocketSet::new(vec![]);
     let mut psock = SocketSet::new(vec![]);
     let mut l = tcp::Socket::new(
@@ -146,22 +89,8 @@ fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
             sent += n.unwrap_or(0) as u64;
         }
         packets += (a_to_b.len() + b_to_a.len()) as u64;
-        peer.poll(
-            now,
-            &mut Wire {
-                rx: &mut b_to_a,
-                tx: &mut a_to_b,
-            },
-            &mut psock,
-        );
-        dev.poll(
-            now,
-            &mut Wire {
-                rx: &mut a_to_b,
-                tx: &mut b_to_a,
-            },
-            &mut dsock,
-        );
+        peer.poll(now, &mut WireEnd::new(&mut b_to_a, &mut a_to_b), &mut psock);
+        dev.poll(now, &mut WireEnd::new(&mut a_to_b, &mut b_to_a), &mut dsock);
         let ds = dsock.get_mut::<tcp::Socket>(lh);
         while let Ok(n) = ds.recv_slice(&mut buf) {
             if n == 0 {
@@ -172,14 +101,7 @@ fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
                 break;
             }
         }
-        dev.poll(
-            now,
-            &mut Wire {
-                rx: &mut a_to_b,
-                tx: &mut b_to_a,
-            },
-            &mut dsock,
-        );
+        dev.poll(now, &mut WireEnd::new(&mut a_to_b, &mut b_to_a), &mut dsock);
     }
     (got, packets)
 }

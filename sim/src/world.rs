@@ -151,33 +151,25 @@ pub struct RunOptions {
     pub keep_trace: bool,
 }
 
-/// The device's side of the link.
-struct DevicePhy<'a> {
+/// One host's side of the link: receives what the link delivered, transmits into the other
+/// direction. The device's side also writes the pcap and wakes its downlink from power save
+/// when it transmits.
+struct LinkPhy<'a> {
     rx: &'a mut VecDeque<Vec<u8>>,
     tx: &'a mut Link,
-    /// The link towards the device, told when the device transmits (power save).
-    rx_link: &'a mut Link,
+    /// The link towards this host, told when it transmits (power save); device side only.
+    wakes: Option<&'a mut Link>,
     now: Instant,
     pcap: Option<&'a mut Box<dyn Write>>,
-}
-
-/// The peer's side of the link.
-struct PeerPhy<'a> {
-    rx: &'a mut VecDeque<Vec<u8>>,
-    tx: &'a mut Link,
-    now: Instant,
 }
 
 pub struct RxBuf(Vec<u8>);
-pub struct DeviceTx<'a> {
+
+pub struct LinkTx<'a> {
     link: &'a mut Link,
-    rx_link: &'a mut Link,
+    wakes: Option<&'a mut Link>,
     now: Instant,
     pcap: Option<&'a mut Box<dyn Write>>,
-}
-pub struct PeerTx<'a> {
-    link: &'a mut Link,
-    now: Instant,
 }
 
 impl phy::RxToken for RxBuf {
@@ -186,106 +178,59 @@ impl phy::RxToken for RxBuf {
     }
 }
 
-impl phy::TxToken for DeviceTx<'_> {
+impl phy::TxToken for LinkTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0; len];
         let r = f(&mut buf);
         if let Some(pcap) = self.pcap {
             pcap.packet(self.now, &buf);
         }
-        self.rx_link.receiver_transmitted(self.now);
+        if let Some(wakes) = self.wakes {
+            wakes.receiver_transmitted(self.now);
+        }
         self.link.enqueue(self.now, buf);
         r
     }
 }
 
-impl phy::TxToken for PeerTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0; len];
-        let r = f(&mut buf);
-        self.link.enqueue(self.now, buf);
-        r
+impl LinkPhy<'_> {
+    fn tx_token(&mut self) -> LinkTx<'_> {
+        LinkTx {
+            link: self.tx,
+            wakes: self.wakes.as_deref_mut(),
+            now: self.now,
+            pcap: self.pcap.as_deref_mut(),
+        }
     }
 }
 
-fn ip_caps() -> DeviceCapabilities {
-    let mut caps = DeviceCapabilities::default();
-    caps.medium = Medium::Ip;
-    // 802.11 payload MTU as on the Photon (MSS 1152 in lwIP there; smoltcp derives 1460).
-    caps.max_transmission_unit = 1500;
-    caps
-}
-
-impl phy::Device for DevicePhy<'_> {
+impl phy::Device for LinkPhy<'_> {
     type RxToken<'b>
         = RxBuf
     where
         Self: 'b;
     type TxToken<'b>
-        = DeviceTx<'b>
+        = LinkTx<'b>
     where
         Self: 'b;
 
-    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, DeviceTx<'_>)> {
+    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, LinkTx<'_>)> {
         let packet = self.rx.pop_front()?;
         if let Some(pcap) = self.pcap.as_mut() {
             pcap.packet(self.now, &packet);
         }
-        Some((
-            RxBuf(packet),
-            DeviceTx {
-                link: self.tx,
-                rx_link: self.rx_link,
-                now: self.now,
-                pcap: self.pcap.as_deref_mut(),
-            },
-        ))
+        Some((RxBuf(packet), self.tx_token()))
     }
 
-    fn transmit(&mut self, _t: Instant) -> Option<DeviceTx<'_>> {
-        Some(DeviceTx {
-            link: self.tx,
-            rx_link: self.rx_link,
-            now: self.now,
-            pcap: self.pcap.as_deref_mut(),
-        })
+    fn transmit(&mut self, _t: Instant) -> Option<LinkTx<'_>> {
+        Some(self.tx_token())
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        ip_caps()
-    }
-}
-
-impl phy::Device for PeerPhy<'_> {
-    type RxToken<'b>
-        = RxBuf
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = PeerTx<'b>
-    where
-        Self: 'b;
-
-    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, PeerTx<'_>)> {
-        let packet = self.rx.pop_front()?;
-        Some((
-            RxBuf(packet),
-            PeerTx {
-                link: self.tx,
-                now: self.now,
-            },
-        ))
-    }
-
-    fn transmit(&mut self, _t: Instant) -> Option<PeerTx<'_>> {
-        Some(PeerTx {
-            link: self.tx,
-            now: self.now,
-        })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        ip_caps()
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
     }
 }
 
@@ -349,10 +294,10 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     }
     let mut now = Instant::ZERO;
     let mut device = {
-        let mut phy = DevicePhy {
+        let mut phy = LinkPhy {
             rx: &mut dev_rx,
             tx: &mut uplink,
-            rx_link: &mut downlink,
+            wakes: Some(&mut downlink),
             now,
             pcap: None,
         };
@@ -372,10 +317,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     let mut app: Box<dyn App> = config.app.build(config.port);
     app.setup(&mut device);
     let mut peer = {
-        let mut phy = PeerPhy {
+        let mut phy = LinkPhy {
             rx: &mut peer_rx,
             tx: &mut downlink,
+            wakes: None,
             now,
+            pcap: None,
         };
         PeerHost::new(
             &mut phy,
@@ -449,10 +396,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         peer_rx.extend(delivered.drain(..));
 
         if !peer_rx.is_empty() || peer_at.is_some_and(|x| x <= now) {
-            let mut phy = PeerPhy {
+            let mut phy = LinkPhy {
                 rx: &mut peer_rx,
                 tx: &mut downlink,
+                wakes: None,
                 now,
+                pcap: None,
             };
             peer.poll(now, &mut phy);
             peer_at_cache = None;
@@ -477,10 +426,10 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         let device_due = device_at.is_some_and(|x| x <= now);
         if !dev_rx.is_empty() || device_due || tick {
             device_at_cache = None;
-            let mut phy = DevicePhy {
+            let mut phy = LinkPhy {
                 rx: &mut dev_rx,
                 tx: &mut uplink,
-                rx_link: &mut downlink,
+                wakes: Some(&mut downlink),
                 now,
                 pcap: pcap.as_mut(),
             };
