@@ -8,7 +8,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
 
 use crate::event::DeviceEvent;
-use crate::hal::Hal;
+use crate::hal::{Hal, SynAdmission};
 use crate::ingress::IngressFilter;
 use crate::policy::{DeviceConfig, Policy};
 
@@ -30,9 +30,7 @@ pub struct Device {
     address: Ipv4Address,
     now: Instant,
     scratch: Vec<u8>,
-    dropped_syns: Vec<IpEndpoint>,
-    known_remotes: Vec<IpEndpoint>,
-    deferred_syn: Option<Vec<u8>>,
+    held_syn: Option<(Vec<u8>, IpEndpoint, u16)>,
     reinject: Option<Vec<u8>>,
 }
 
@@ -60,9 +58,7 @@ impl Device {
             address,
             now,
             scratch: Vec::new(),
-            dropped_syns: Vec::new(),
-            known_remotes: Vec::new(),
-            deferred_syn: None,
+            held_syn: None,
             reinject: None,
         }
     }
@@ -95,44 +91,45 @@ impl Device {
         }
         let now = self.now;
         self.hal.run_worker(now);
+        let mut syn_next = false;
         loop {
-            let drop_port = self.hal.silent_syn_drop_port();
-            if drop_port.is_some() {
-                self.hal.known_remotes(&mut self.known_remotes);
-            }
-            let known = &self.known_remotes;
             let mut filter = IngressFilter {
                 inner: &mut *phy,
-                drop_syn: |remote: IpEndpoint, port: u16| {
-                    Some(port) == drop_port && !known.contains(&remote)
-                },
-                defer_syn_port: self.hal.reclaimable_syn_port(),
-                deferred: &mut self.deferred_syn,
+                held_syn: &mut self.held_syn,
                 reinject: &mut self.reinject,
                 scratch: &mut self.scratch,
-                dropped: &mut self.dropped_syns,
             };
             let result = self
                 .iface
                 .poll_ingress_single(now, &mut filter, &mut self.hal.sockets);
-            for remote in self.dropped_syns.drain(..) {
-                self.hal.push_event(DeviceEvent::SynDropped { remote });
-            }
-            if let Some(syn) = self.deferred_syn.take() {
-                // lwIP's tcp_alloc: make room for the SYN, then let the stack see it.
-                self.hal.reclaim_released_slot();
-                self.hal.rearm_listeners();
-                self.reinject = Some(syn);
+            if let Some((syn, remote, port)) = self.held_syn.take() {
+                match self.hal.syn_admission(remote, port) {
+                    SynAdmission::DropSilently => {
+                        self.hal.push_event(DeviceEvent::SynDropped { remote });
+                    }
+                    SynAdmission::ReclaimFirst => {
+                        // lwIP's tcp_alloc: make room for the SYN, then let the stack see it.
+                        self.hal.reclaim_released_slot();
+                        self.hal.rearm_listeners();
+                        self.reinject = Some(syn);
+                        syn_next = true;
+                    }
+                    SynAdmission::Pass => {
+                        self.reinject = Some(syn);
+                        syn_next = true;
+                    }
+                }
                 continue;
             }
             if result == PollIngressSingleResult::None {
                 break;
             }
-            self.hal.observe(now);
+            self.hal.observe(now, syn_next);
+            syn_next = false;
         }
         self.iface.poll_egress(now, phy, &mut self.hal.sockets);
         // Timers (retransmission give-up, TIME-WAIT expiry) change states during egress.
-        self.hal.observe(now);
+        self.hal.observe(now, false);
         self.hal.collect_garbage();
     }
 

@@ -47,6 +47,17 @@ pub enum ListenError {
     Unaddressable,
 }
 
+/// What happens to an arriving SYN (decided before the stack sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SynAdmission {
+    /// The stack processes it (a listener takes it, or no socket does and it answers RST).
+    Pass,
+    /// L5: the backlog is full; the SYN vanishes and the peer retransmits.
+    DropSilently,
+    /// The pool is full but holds a socket the application closed: reclaim it, then pass.
+    ReclaimFirst,
+}
+
 /// A server socket's handle (`TCPServer::_sock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerId(u32);
@@ -288,68 +299,46 @@ impl Hal {
         });
     }
 
-    /// With the backlog full and this policy, a SYN to `port` from a new peer is dropped
-    /// silently (L5) rather than answered with RST by the stack (F4).
-    pub(crate) fn silent_syn_drop_port(&self) -> Option<u16> {
-        if self.policy.syn_overflow != crate::policy::SynOverflow::DropSilently {
-            return None;
-        }
-        // Only a full backlog drops silently; a full pool is answered with RST (L6).
-        for (i, server) in self.servers.iter().enumerate() {
-            let mut pending = 0;
-            let mut listening = false;
-            for slot in self.slots.iter().flatten() {
-                if slot.server == i as u32 {
-                    match slot.role {
-                        Role::Listener => listening = true,
-                        Role::Handshaking | Role::Completed | Role::Queued => pending += 1,
-                        Role::Accepted => {}
-                    }
-                }
-            }
-            if !listening && pending >= self.config.backlog {
-                return Some(server.port);
-            }
-        }
-        None
-    }
-
-    /// A server port with no listener only because the pool is full while a socket the
-    /// application closed still holds a slot: a SYN there is served by reclaiming that slot.
-    pub(crate) fn reclaimable_syn_port(&self) -> Option<u16> {
-        let mut in_pool = 0;
-        let mut reclaimable = false;
+    /// What to do with a SYN from `remote` to `port` before the stack sees it.
+    pub(crate) fn syn_admission(&self, remote: IpEndpoint, port: u16) -> SynAdmission {
+        let Some(server) = self.servers.iter().position(|s| s.port == port) else {
+            return SynAdmission::Pass;
+        };
+        let server = server as u32;
+        let (mut listening, mut pending, mut in_pool, mut reclaimable) = (false, 0, 0, false);
         for slot in self.slots.iter().flatten() {
+            if slot.role != Role::Listener && slot.conn.remote == remote {
+                // A retransmitted SYN of a connection in progress: its socket answers it.
+                return SynAdmission::Pass;
+            }
+            // Counted as `rearm_listeners` counts: every stack socket, listeners included.
             if slot.handle.is_some() {
                 in_pool += 1;
                 reclaimable |= slot.released || slot.hal_closed;
             }
+            if slot.server == server {
+                match slot.role {
+                    Role::Listener => listening = true,
+                    Role::Handshaking | Role::Completed | Role::Queued => pending += 1,
+                    Role::Accepted => {}
+                }
+            }
         }
-        if !reclaimable || in_pool < self.config.server_slots() {
-            return None;
+        if listening {
+            return SynAdmission::Pass;
         }
-        self.servers.iter().enumerate().find_map(|(i, server)| {
-            let pending = self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|s| s.server == i as u32 && s.role != Role::Accepted)
-                .count();
-            (pending < self.config.backlog).then_some(server.port)
-        })
-    }
-
-    /// Peers that already have a connection on this device: their retransmitted SYNs must
-    /// reach that socket, not be dropped.
-    pub(crate) fn known_remotes(&self, out: &mut Vec<IpEndpoint>) {
-        out.clear();
-        out.extend(
-            self.slots
-                .iter()
-                .flatten()
-                .filter(|s| s.role != Role::Listener)
-                .map(|s| s.conn.remote),
-        );
+        if pending >= self.config.backlog {
+            // L5 drops silently; F4 lets the stack answer RST (no socket listens).
+            return match self.policy.syn_overflow {
+                crate::policy::SynOverflow::DropSilently => SynAdmission::DropSilently,
+                crate::policy::SynOverflow::Reset => SynAdmission::Pass,
+            };
+        }
+        if in_pool >= self.config.server_slots() && reclaimable {
+            return SynAdmission::ReclaimFirst;
+        }
+        // A full pool of live connections: the stack answers RST (L6: "new connections fail").
+        SynAdmission::Pass
     }
 
     pub(crate) fn push_event(&mut self, event: DeviceEvent) {
@@ -360,12 +349,17 @@ impl Hal {
 
     /// Looks at every socket after the stack processed a packet or a timer: handshakes,
     /// received packets, peer closes. Posts work to the worker thread.
-    pub(crate) fn observe(&mut self, now: Instant) {
+    /// `after_syn`: a SYN was just processed. Only then can a listener have changed (the ingress
+    /// filter holds every SYN back), so listeners are skipped otherwise.
+    pub(crate) fn observe(&mut self, now: Instant, after_syn: bool) {
         let mut rearm = false;
         for index in 0..self.slots.len() {
             let Some(slot) = self.slots[index].as_mut() else {
                 continue;
             };
+            if slot.role == Role::Listener && !after_syn {
+                continue;
+            }
             let Some(handle) = slot.handle else { continue };
             let socket = self.sockets.get::<tcp::Socket>(handle);
             let state = socket.state();
@@ -606,6 +600,8 @@ impl Hal {
         slot.hal_closed = true;
         let conn = slot.conn;
         let unread = slot.rx_packets.iter().sum::<usize>();
+        // Reported here; only bytes beyond these count as arriving after the close.
+        slot.data_after_close = slot.rx_queue_seen;
         slot.rx_packets.clear();
         slot.rx_queue_seen = 0;
         if let Some(handle) = slot.handle {
@@ -703,6 +699,10 @@ impl Hal {
             }
         }
         slot.released = true;
+        // The unread bytes are reported by `Stopped`; later ones by `DataAfterClose`.
+        if !slot.hal_closed {
+            slot.data_after_close = slot.rx_queue_seen;
+        }
         self.events.push(DeviceEvent::Stopped {
             conn,
             unread_bytes: unread,

@@ -21,36 +21,46 @@ pub(crate) fn syn_source(packet: &[u8]) -> Option<(IpEndpoint, u16)> {
     Some((remote, tcp.dst_port()))
 }
 
-/// Wraps the host's device for one ingress step.
-pub(crate) struct IngressFilter<'a, D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> {
+/// Wraps the host's device for one ingress step. Every SYN is held back (into `held_syn`), so
+/// the device can decide with its whole state whether the SYN is dropped (L5),
+/// needs a reclaimed pool slot first (lwIP `tcp_alloc`), or passes; it then comes back through
+/// `reinject`. Other packets pass straight through.
+pub(crate) struct IngressFilter<'a, D: phy::Device + ?Sized> {
     pub inner: &'a mut D,
-    pub drop_syn: F,
-    /// SYNs to this port are held back once (into `deferred`) so the HAL can reclaim a pool
-    /// slot for them first, as lwIP's allocator does.
-    pub defer_syn_port: Option<u16>,
-    pub deferred: &'a mut Option<Vec<u8>>,
-    /// A packet to hand to the stack before any new one (a deferred SYN coming back).
+    pub held_syn: &'a mut Option<(Vec<u8>, IpEndpoint, u16)>,
     pub reinject: &'a mut Option<Vec<u8>>,
     pub scratch: &'a mut Vec<u8>,
-    pub dropped: &'a mut Vec<IpEndpoint>,
 }
 
-pub(crate) struct ScratchRx<'a>(&'a [u8]);
+/// The receive token of the filter: a re-injected SYN, or the host's packet checked in place.
+pub(crate) enum FilterRx<'a, T: RxToken> {
+    Reinjected(&'a [u8]),
+    Host(T, &'a mut Option<(Vec<u8>, IpEndpoint, u16)>),
+}
 
-impl phy::RxToken for ScratchRx<'_> {
+impl<T: RxToken> RxToken for FilterRx<'_, T> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
     {
-        f(self.0)
+        match self {
+            FilterRx::Reinjected(packet) => f(packet),
+            FilterRx::Host(token, held) => token.consume(|packet| match syn_source(packet) {
+                Some((remote, port)) => {
+                    *held = Some((packet.to_vec(), remote, port));
+                    // The stack sees an empty frame, drops it as malformed, and the device
+                    // decides about the held SYN before anything else arrives.
+                    f(&[])
+                }
+                None => f(packet),
+            }),
+        }
     }
 }
 
-impl<D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> phy::Device
-    for IngressFilter<'_, D, F>
-{
+impl<D: phy::Device + ?Sized> phy::Device for IngressFilter<'_, D> {
     type RxToken<'b>
-        = ScratchRx<'b>
+        = FilterRx<'b, D::RxToken<'b>>
     where
         Self: 'b;
     type TxToken<'b>
@@ -59,45 +69,19 @@ impl<D: phy::Device + ?Sized, F: Fn(IpEndpoint, u16) -> bool> phy::Device
         Self: 'b;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        if let Some(packet) = self.reinject.take() {
-            *self.scratch = packet;
-            let Self { inner, scratch, .. } = self;
+        let Self {
+            inner,
+            held_syn,
+            reinject,
+            scratch,
+        } = self;
+        if let Some(packet) = reinject.take() {
+            **scratch = packet;
             let tx = inner.transmit(timestamp)?;
-            return Some((ScratchRx(scratch.as_slice()), tx));
+            return Some((FilterRx::Reinjected(scratch.as_slice()), tx));
         }
-        loop {
-            let (rx, _tx) = self.inner.receive(timestamp)?;
-            let scratch = &mut *self.scratch;
-            let drop_syn = &self.drop_syn;
-            let defer_port = if self.deferred.is_none() {
-                self.defer_syn_port
-            } else {
-                None
-            };
-            let deferred = &mut *self.deferred;
-            let dropped = rx.consume(|packet| match syn_source(packet) {
-                Some((remote, port)) if drop_syn(remote, port) => Some(Some(remote)),
-                Some((_, port)) if Some(port) == defer_port => {
-                    *deferred = Some(packet.to_vec());
-                    Some(None)
-                }
-                _ => {
-                    scratch.clear();
-                    scratch.extend_from_slice(packet);
-                    None
-                }
-            });
-            match dropped {
-                Some(Some(remote)) => self.dropped.push(remote),
-                // Deferred: stop here so the HAL can make room before the SYN is processed.
-                Some(None) => return None,
-                None => break,
-            }
-        }
-        // The reply token is taken afresh: the one paired with the consumed packet is gone.
-        let Self { inner, scratch, .. } = self;
-        let tx = inner.transmit(timestamp)?;
-        Some((ScratchRx(scratch.as_slice()), tx))
+        let (rx, tx) = inner.receive(timestamp)?;
+        Some((FilterRx::Host(rx, held_syn), tx))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {

@@ -3,7 +3,7 @@
 //! (gap), duplication, rate with per-packet overhead, slot batching, power-save wake windows and
 //! stalls. Pure and seeded: [`Link::enqueue`], [`Link::next_delivery`], [`Link::deliver_due`].
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -178,6 +178,53 @@ impl PartialOrd for Queued {
     }
 }
 
+impl Queued {
+    fn key(&self) -> (Instant, u64) {
+        (self.send_at, self.order)
+    }
+}
+
+/// Packets in flight in (send time, arrival order) order: a FIFO for the common in-order case,
+/// a heap for packets that jitter or reordering put ahead of earlier ones.
+#[derive(Debug, Default)]
+struct FlightQueue {
+    in_order: VecDeque<Queued>,
+    out_of_order: BinaryHeap<Queued>,
+}
+
+impl FlightQueue {
+    fn push(&mut self, q: Queued) {
+        if self.in_order.back().is_none_or(|b| b.key() <= q.key()) {
+            self.in_order.push_back(q);
+        } else {
+            self.out_of_order.push(q);
+        }
+    }
+
+    fn peek(&self) -> Option<&Queued> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(b)) => Some(if a.key() <= b.key() { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Queued> {
+        let from_fifo = match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(b)) => a.key() <= b.key(),
+            (a, _) => a.is_some(),
+        };
+        if from_fifo {
+            self.in_order.pop_front()
+        } else {
+            self.out_of_order.pop()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.in_order.len() + self.out_of_order.len()
+    }
+}
+
 /// Counters of what a link did, for statistics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LinkStats {
@@ -193,7 +240,7 @@ pub struct LinkStats {
 pub struct Link {
     params: LinkParams,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Queued>,
+    queue: FlightQueue,
     order: u64,
     in_bad_state: bool,
     /// When the rate limiter is next free.
@@ -225,7 +272,7 @@ impl Link {
         Link {
             params,
             rng,
-            queue: BinaryHeap::new(),
+            queue: FlightQueue::default(),
             order: 0,
             in_bad_state: false,
             rate_free_at: Instant::ZERO,
@@ -273,11 +320,12 @@ impl Link {
 
     fn gilbert_elliott_loss(&mut self) -> bool {
         let p = &self.params;
+        // No draw when the transition cannot happen (ideal links stay cheap).
         if self.in_bad_state {
             if self.rng.random_bool(p.loss_r.clamp(0.0, 1.0)) {
                 self.in_bad_state = false;
             }
-        } else if self.rng.random_bool(p.loss_p.clamp(0.0, 1.0)) {
+        } else if p.loss_p > 0.0 && self.rng.random_bool(p.loss_p.clamp(0.0, 1.0)) {
             self.in_bad_state = true;
         }
         let loss = if self.in_bad_state {
@@ -404,7 +452,7 @@ impl Link {
     }
 
     /// Moves every packet deliverable at `now` into `out`, in delivery order.
-    pub fn deliver_due(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+    pub fn deliver_due(&mut self, now: Instant, out: &mut impl Extend<Vec<u8>>) {
         let Some(due) = self.next_delivery() else {
             return;
         };
@@ -423,7 +471,7 @@ impl Link {
                 _ => break,
             }
             if let Some(q) = self.queue.pop() {
-                out.push(q.packet);
+                out.extend(std::iter::once(q.packet));
                 n += 1;
             }
         }

@@ -3,6 +3,7 @@
 //! Event-driven: each step jumps to the earliest of link deliveries, both stacks' `poll_at`,
 //! the worker thread, the application loop tick and the peer programs' timers.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -15,6 +16,7 @@ use firmware_core::{AppEvent, AppEventSink, Device, DeviceEvent, DeviceSeeds};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_128;
 
 use crate::link::{Link, LinkStats};
 use crate::oracle::{ConnReport, Oracle, Summary};
@@ -40,7 +42,8 @@ pub fn split_seed(seed: u64, component: &str) -> u64 {
 /// is also a `tracing` event inside a span for its connection (`conn{port=..}`) inside the
 /// run's span, so `RUST_LOG=fwsim=debug` shows them grouped.
 pub struct Trace {
-    hasher: Sha256,
+    /// xxHash3-128: a fixed, specified function, so hashes compare across machines and runs.
+    hasher: XxHash3_128,
     line: String,
     kept: Option<Vec<String>>,
     events: u64,
@@ -52,7 +55,7 @@ pub struct Trace {
 impl Trace {
     fn new(keep: bool, run_span: tracing::Span) -> Trace {
         Trace {
-            hasher: Sha256::new(),
+            hasher: XxHash3_128::new(),
             line: String::new(),
             kept: keep.then(Vec::new),
             events: 0,
@@ -76,10 +79,10 @@ impl Trace {
     /// The hot path (data moved): hashes the numbers directly and formats a line only when
     /// someone reads it (RUST_LOG or a kept trace).
     fn record_count(&mut self, now: Instant, what: &'static str, port: u16, bytes: u64) {
-        self.hasher.update(now.total_micros().to_le_bytes());
-        self.hasher.update(what.as_bytes());
-        self.hasher.update(port.to_le_bytes());
-        self.hasher.update(bytes.to_le_bytes());
+        self.hasher.write(&now.total_micros().to_le_bytes());
+        self.hasher.write(what.as_bytes());
+        self.hasher.write(&port.to_le_bytes());
+        self.hasher.write(&bytes.to_le_bytes());
         self.events += 1;
         if self.tracing_on {
             let _entered = self.conn_span(port).entered();
@@ -102,8 +105,8 @@ impl Trace {
     ) {
         self.line.clear();
         let _ = write!(self.line, "{} {} {}", now.total_micros(), source, args);
-        self.hasher.update(self.line.as_bytes());
-        self.hasher.update(b"\n");
+        self.hasher.write(self.line.as_bytes());
+        self.hasher.write(b"\n");
         self.events += 1;
         if self.tracing_on {
             let span = match port {
@@ -119,8 +122,7 @@ impl Trace {
     }
 
     fn hash(&self) -> String {
-        let digest = self.hasher.clone().finalize();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        format!("{:032x}", self.hasher.finish_128())
     }
 }
 
@@ -155,6 +157,8 @@ pub struct RunOptions {
 /// direction. The device's side also writes the pcap and wakes its downlink from power save
 /// when it transmits.
 struct LinkPhy<'a> {
+    /// Free packet buffers, shared by both hosts (a packet's buffer is reused once consumed).
+    pool: &'a RefCell<Vec<Vec<u8>>>,
     rx: &'a mut VecDeque<Vec<u8>>,
     tx: &'a mut Link,
     /// The link towards this host, told when it transmits (power save); device side only.
@@ -163,24 +167,35 @@ struct LinkPhy<'a> {
     pcap: Option<&'a mut Box<dyn Write>>,
 }
 
-pub struct RxBuf(Vec<u8>);
+pub struct RxBuf<'a> {
+    packet: Vec<u8>,
+    pool: &'a RefCell<Vec<Vec<u8>>>,
+}
 
 pub struct LinkTx<'a> {
+    pool: &'a RefCell<Vec<Vec<u8>>>,
     link: &'a mut Link,
     wakes: Option<&'a mut Link>,
     now: Instant,
     pcap: Option<&'a mut Box<dyn Write>>,
 }
 
-impl phy::RxToken for RxBuf {
+impl phy::RxToken for RxBuf<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let r = f(&self.packet);
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < 1024 {
+            pool.push(self.packet);
+        }
+        r
     }
 }
 
 impl phy::TxToken for LinkTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0; len];
+        let mut buf = self.pool.borrow_mut().pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
         let r = f(&mut buf);
         if let Some(pcap) = self.pcap {
             pcap.packet(self.now, &buf);
@@ -196,6 +211,7 @@ impl phy::TxToken for LinkTx<'_> {
 impl LinkPhy<'_> {
     fn tx_token(&mut self) -> LinkTx<'_> {
         LinkTx {
+            pool: self.pool,
             link: self.tx,
             wakes: self.wakes.as_deref_mut(),
             now: self.now,
@@ -206,7 +222,7 @@ impl LinkPhy<'_> {
 
 impl phy::Device for LinkPhy<'_> {
     type RxToken<'b>
-        = RxBuf
+        = RxBuf<'b>
     where
         Self: 'b;
     type TxToken<'b>
@@ -214,12 +230,13 @@ impl phy::Device for LinkPhy<'_> {
     where
         Self: 'b;
 
-    fn receive(&mut self, _t: Instant) -> Option<(RxBuf, LinkTx<'_>)> {
+    fn receive(&mut self, _t: Instant) -> Option<(RxBuf<'_>, LinkTx<'_>)> {
         let packet = self.rx.pop_front()?;
         if let Some(pcap) = self.pcap.as_mut() {
             pcap.packet(self.now, &packet);
         }
-        Some((RxBuf(packet), self.tx_token()))
+        let pool = self.pool;
+        Some((RxBuf { packet, pool }, self.tx_token()))
     }
 
     fn transmit(&mut self, _t: Instant) -> Option<LinkTx<'_>> {
@@ -293,8 +310,10 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         p.global_header(PcapLinkType::Ip);
     }
     let mut now = Instant::ZERO;
+    let pool = RefCell::new(Vec::new());
     let mut device = {
         let mut phy = LinkPhy {
+            pool: &pool,
             rx: &mut dev_rx,
             tx: &mut uplink,
             wakes: Some(&mut downlink),
@@ -318,6 +337,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     app.setup(&mut device);
     let mut peer = {
         let mut phy = LinkPhy {
+            pool: &pool,
             rx: &mut peer_rx,
             tx: &mut downlink,
             wakes: None,
@@ -357,7 +377,6 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     let mut device_at_cache: Option<Option<Instant>> = None;
     let mut healed = false;
     let mut quiet_since: Option<Instant> = None;
-    let mut delivered = Vec::new();
     let mut device_events: Vec<DeviceEvent> = Vec::new();
     let mut peer_events: Vec<PeerEvent> = Vec::new();
     let mut timed_out = false;
@@ -390,13 +409,12 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             }
         }
 
-        downlink.deliver_due(now, &mut delivered);
-        dev_rx.extend(delivered.drain(..));
-        uplink.deliver_due(now, &mut delivered);
-        peer_rx.extend(delivered.drain(..));
+        downlink.deliver_due(now, &mut dev_rx);
+        uplink.deliver_due(now, &mut peer_rx);
 
         if !peer_rx.is_empty() || peer_at.is_some_and(|x| x <= now) {
             let mut phy = LinkPhy {
+                pool: &pool,
                 rx: &mut peer_rx,
                 tx: &mut downlink,
                 wakes: None,
@@ -427,6 +445,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         if !dev_rx.is_empty() || device_due || tick {
             device_at_cache = None;
             let mut phy = LinkPhy {
+                pool: &pool,
                 rx: &mut dev_rx,
                 tx: &mut uplink,
                 wakes: Some(&mut downlink),

@@ -256,3 +256,40 @@ fn legacy_server_closes_loses_behind_a_retransmission_stall_on_lossy_links() {
         "expected a FIN-before-accept loss on wlan-busy within 40 seeds"
     );
 }
+
+/// Connect bursts: eight `nc` connections in the same instant against the 5-slot receiver.
+/// Fixed serves its backlog and refuses the rest visibly. Legacy's backlog of 1 drops SYNs silently (L5): peers whose SYN
+/// retransmissions all vanish give up (a visible failure), the others meet FIN-before-drain.
+#[test]
+fn connect_burst_under_both_policies() {
+    for policy in ["legacy", "fixed"] {
+        let c = load(
+            "multi-client",
+            &[
+                &format!("device.policy={policy}"),
+                "link.preset=wlan-good",
+                "peer.0.burst=8",
+                "peer.0.count=8",
+            ],
+        );
+        let r = sim::run(&c, RunOptions::default()).unwrap();
+        assert_eq!(r.summary.connections, 8);
+        let dropped: u32 = r.rows.iter().map(|row| row.device.syn_dropped).sum();
+        if policy == "fixed" {
+            // F4: a backlog of 4; the rest is refused with RST, never silently.
+            assert_eq!(r.summary.violations(), 0, "{:?}", r.rows);
+            assert_eq!(r.summary.delivered, 4, "{:?}", r.rows);
+            assert_eq!(r.summary.refused_visible, 4, "{:?}", r.rows);
+            assert_eq!(dropped, 0);
+        } else {
+            assert!(dropped > 0, "backlog 1 must drop SYNs of a burst");
+            for row in &r.rows {
+                if !row.established {
+                    assert_eq!(row.verdict, Verdict::RefusedVisibly, "{row:?}");
+                }
+                // Freed bytes are counted once: never more than the peer sent.
+                assert!(row.device.bytes_freed_unread <= row.bytes_sent, "{row:?}");
+            }
+        }
+    }
+}
