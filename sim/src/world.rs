@@ -41,7 +41,7 @@ pub fn split_seed(seed: u64, component: &str) -> u64 {
 /// The event trace: every event as a line, hashed; kept in memory only when asked. Each event
 /// is also a `tracing` event inside a span for its connection (`conn{port=..}`) inside the
 /// run's span, so `RUST_LOG=fwsim=debug` shows them grouped.
-pub struct Trace {
+pub(crate) struct Trace {
     /// xxHash3-128: a fixed, specified function, so hashes compare across machines and runs.
     hasher: XxHash3_128,
     line: String,
@@ -53,7 +53,7 @@ pub struct Trace {
 }
 
 impl Trace {
-    fn new(keep: bool, run_span: tracing::Span) -> Trace {
+    pub(crate) fn new(keep: bool, run_span: tracing::Span) -> Trace {
         Trace {
             hasher: XxHash3_128::new(),
             line: String::new(),
@@ -78,7 +78,7 @@ impl Trace {
 
     /// The hot path (data moved): hashes the numbers directly and formats a line only when
     /// someone reads it (RUST_LOG or a kept trace).
-    fn record_count(&mut self, now: Instant, what: &'static str, port: u16, bytes: u64) {
+    pub(crate) fn record_count(&mut self, now: Instant, what: &'static str, port: u16, bytes: u64) {
         self.hasher.write(&now.total_micros().to_le_bytes());
         self.hasher.write(what.as_bytes());
         self.hasher.write(&port.to_le_bytes());
@@ -96,7 +96,7 @@ impl Trace {
         }
     }
 
-    fn record(
+    pub(crate) fn record(
         &mut self,
         now: Instant,
         source: &str,
@@ -121,7 +121,7 @@ impl Trace {
         }
     }
 
-    fn hash(&self) -> String {
+    pub(crate) fn hash(&self) -> String {
         format!("{:032x}", self.hasher.finish_128())
     }
 }
@@ -156,15 +156,15 @@ pub struct RunOptions {
 /// One host's side of the link: receives what the link delivered, transmits into the other
 /// direction. The device's side also writes the pcap and wakes its downlink from power save
 /// when it transmits.
-struct LinkPhy<'a> {
+pub(crate) struct LinkPhy<'a> {
     /// Free packet buffers, shared by both hosts (a packet's buffer is reused once consumed).
-    pool: &'a RefCell<Vec<Vec<u8>>>,
-    rx: &'a mut VecDeque<Vec<u8>>,
-    tx: &'a mut Link,
+    pub(crate) pool: &'a RefCell<Vec<Vec<u8>>>,
+    pub(crate) rx: &'a mut VecDeque<Vec<u8>>,
+    pub(crate) tx: &'a mut Link,
     /// The link towards this host, told when it transmits (power save); device side only.
-    wakes: Option<&'a mut Link>,
-    now: Instant,
-    pcap: Option<&'a mut Box<dyn Write>>,
+    pub(crate) wakes: Option<&'a mut Link>,
+    pub(crate) now: Instant,
+    pub(crate) pcap: Option<&'a mut Box<dyn Write>>,
 }
 
 pub struct RxBuf<'a> {
@@ -252,7 +252,7 @@ impl phy::Device for LinkPhy<'_> {
 }
 
 /// Feeds app events to the oracle and the trace.
-struct AppSink<'a> {
+pub(crate) struct AppSink<'a> {
     oracle: &'a mut Oracle,
     trace: &'a mut Trace,
     now: Instant,
@@ -277,7 +277,7 @@ impl AppEventSink for AppSink<'_> {
 }
 
 /// The application loop's timing: a base period plus system work between iterations.
-struct LoopClock {
+pub(crate) struct LoopClock {
     rng: ChaCha8Rng,
     period_us: u64,
     jitter_us: u64,
@@ -286,7 +286,7 @@ struct LoopClock {
 }
 
 impl LoopClock {
-    fn next_after(&mut self, now: Instant) -> Instant {
+    pub(crate) fn next_after(&mut self, now: Instant) -> Instant {
         let mut us = self.period_us.max(1);
         if self.jitter_us > 0 {
             us += self.rng.random_range(0..=self.jitter_us);
@@ -296,6 +296,145 @@ impl LoopClock {
         }
         now + Duration::from_micros(us)
     }
+}
+
+/// The device side of a run: firmware device, app and application loop clock. Both backends
+/// drive it the same way; `boot` counts restarts so a rebooted device draws fresh seeds.
+pub(crate) struct DeviceNode {
+    pub(crate) device: Device,
+    app: Box<dyn App>,
+    clock: LoopClock,
+    next_tick: Instant,
+    events: Vec<DeviceEvent>,
+}
+
+impl DeviceNode {
+    pub(crate) fn boot(
+        config: &RunConfig,
+        boot: u32,
+        phy: &mut LinkPhy<'_>,
+        now: Instant,
+    ) -> DeviceNode {
+        let seed = config.seed;
+        let tag = |name: &str| {
+            if boot == 0 {
+                split_seed(seed, name)
+            } else {
+                split_seed(seed, &format!("{name}.boot{boot}"))
+            }
+        };
+        let mut device = Device::new(
+            phy,
+            DEVICE_ADDR,
+            24,
+            config.policy,
+            config.device,
+            DeviceSeeds {
+                stack: tag("device.stack"),
+                worker: tag("device.worker"),
+            },
+            now,
+        );
+        let mut app = config.app.build(config.port);
+        app.setup(&mut device);
+        let mut clock = LoopClock {
+            rng: ChaCha8Rng::seed_from_u64(tag("device.loop")),
+            period_us: config.loop_period_us,
+            jitter_us: config.loop_jitter_us,
+            slow_every: config.slow_loop_every,
+            slow_us: config.slow_loop_us,
+        };
+        let next_tick = clock.next_after(now);
+        DeviceNode {
+            device,
+            app,
+            clock,
+            next_tick,
+            events: Vec::new(),
+        }
+    }
+
+    /// The next application loop iteration.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Runs what is due at `now`: packets waiting in `phy`, device timers (`device_due`), an
+    /// application loop iteration. Returns true if the device ran (its timers may have moved).
+    pub(crate) fn step(
+        &mut self,
+        now: Instant,
+        device_due: bool,
+        phy: &mut LinkPhy<'_>,
+        oracle: &mut Oracle,
+        trace: &mut Trace,
+    ) -> bool {
+        let tick = now >= self.next_tick;
+        // The app's HAL calls need no poll first unless packets or device timers are due.
+        if !(!phy.rx.is_empty() || device_due || tick) {
+            return false;
+        }
+        if !phy.rx.is_empty() || device_due {
+            self.device.poll(now, phy);
+        }
+        if tick {
+            let mut sink = AppSink { oracle, trace, now };
+            self.app.loop_once(now, &mut self.device, &mut sink);
+            self.next_tick = self.clock.next_after(now);
+            // What the app did (reads opening the window, writes, stops) goes out now.
+            if self.device.poll_at().is_some_and(|x| x <= now) {
+                self.device.poll(now, phy);
+            }
+        }
+        self.device.take_events(&mut self.events);
+        for e in self.events.drain(..) {
+            oracle.device_event(&e);
+            match e {
+                DeviceEvent::DataReceived { conn, bytes } => {
+                    trace.record_count(now, "device rx", conn.remote.port, bytes as u64)
+                }
+                e => trace.record(now, "device", Some(e.peer_port()), format_args!("{e:?}")),
+            }
+        }
+        true
+    }
+}
+
+/// Hands the peer's events to the oracle (payload of each new connection) and the trace.
+pub(crate) fn record_peer_events(
+    peer: &mut PeerHost,
+    events: &mut Vec<PeerEvent>,
+    oracle: &mut Oracle,
+    trace: &mut Trace,
+    now: Instant,
+) {
+    peer.take_events(events);
+    for e in events.drain(..) {
+        if let PeerEvent::Opened { port } = e {
+            if let Some(r) = peer.records().find(|r| r.local_port == port) {
+                oracle.expect(port, r.payload.clone());
+            }
+        }
+        match e {
+            PeerEvent::Sent { port, bytes } => {
+                trace.record_count(now, "peer sent", port, bytes as u64)
+            }
+            e => trace.record(now, "peer", Some(e.port()), format_args!("{e:?}")),
+        }
+    }
+}
+
+/// The run's span for `tracing`.
+pub(crate) fn run_span(config: &RunConfig, backend: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "fwsim::trace",
+        "run",
+        scenario = %config.name,
+        seed = config.seed,
+        backend,
+        policy = config.policy.name(),
+        preset = %config.preset
+    )
 }
 
 /// Runs one scenario on the loopback backend.
@@ -311,7 +450,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     }
     let mut now = Instant::ZERO;
     let pool = RefCell::new(Vec::new());
-    let mut device = {
+    let mut node = {
         let mut phy = LinkPhy {
             pool: &pool,
             rx: &mut dev_rx,
@@ -320,21 +459,8 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             now,
             pcap: None,
         };
-        Device::new(
-            &mut phy,
-            DEVICE_ADDR,
-            24,
-            config.policy,
-            config.device,
-            DeviceSeeds {
-                stack: split_seed(seed, "device.stack"),
-                worker: split_seed(seed, "device.worker"),
-            },
-            now,
-        )
+        DeviceNode::boot(config, 0, &mut phy, now)
     };
-    let mut app: Box<dyn App> = config.app.build(config.port);
-    app.setup(&mut device);
     let mut peer = {
         let mut phy = LinkPhy {
             pool: &pool,
@@ -353,40 +479,24 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             split_seed(seed, "peer.programs"),
         )?
     };
-    let mut clock = LoopClock {
-        rng: ChaCha8Rng::seed_from_u64(split_seed(seed, "device.loop")),
-        period_us: config.loop_period_us,
-        jitter_us: config.loop_jitter_us,
-        slow_every: config.slow_loop_every,
-        slow_us: config.slow_loop_us,
-    };
-    let run_span = tracing::info_span!(
-        target: "fwsim::trace",
-        "run",
-        scenario = %config.name,
-        seed,
-        policy = config.policy.name(),
-        preset = %config.preset
-    );
+    let run_span = run_span(config, "loopback");
     let mut trace = Trace::new(options.keep_trace, run_span);
     let mut oracle = Oracle::default();
-    let mut next_tick = clock.next_after(now);
     let end = Instant::from_millis(config.max_duration_ms as i64);
     let drain = Duration::from_millis(config.drain_ms);
     let mut peer_at_cache: Option<Option<Instant>> = None;
     let mut device_at_cache: Option<Option<Instant>> = None;
     let mut healed = false;
     let mut quiet_since: Option<Instant> = None;
-    let mut device_events: Vec<DeviceEvent> = Vec::new();
     let mut peer_events: Vec<PeerEvent> = Vec::new();
     let mut timed_out = false;
 
     loop {
         // The earliest thing that happens next.
-        let mut t = next_tick;
+        let mut t = node.next_tick();
         // A side's next timer only changes when that side is polled, fed or run: cached.
         let peer_at = *peer_at_cache.get_or_insert_with(|| peer.poll_at(now));
-        let device_at = *device_at_cache.get_or_insert_with(|| device.poll_at());
+        let device_at = *device_at_cache.get_or_insert_with(|| node.device.poll_at());
         for x in [
             device_at,
             peer_at,
@@ -424,60 +534,19 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             peer.poll(now, &mut phy);
             peer_at_cache = None;
         }
-        peer.take_events(&mut peer_events);
-        for e in peer_events.drain(..) {
-            if let PeerEvent::Opened { port } = e {
-                if let Some(r) = peer.records().find(|r| r.local_port == port) {
-                    oracle.expect(port, r.payload.clone());
-                }
-            }
-            match e {
-                PeerEvent::Sent { port, bytes } => {
-                    trace.record_count(now, "peer sent", port, bytes as u64)
-                }
-                e => trace.record(now, "peer", Some(e.port()), format_args!("{e:?}")),
-            }
-        }
+        record_peer_events(&mut peer, &mut peer_events, &mut oracle, &mut trace, now);
 
-        let tick = now >= next_tick;
-        // The app's HAL calls need no poll first unless packets or device timers are due.
+        let mut phy = LinkPhy {
+            pool: &pool,
+            rx: &mut dev_rx,
+            tx: &mut uplink,
+            wakes: Some(&mut downlink),
+            now,
+            pcap: pcap.as_mut(),
+        };
         let device_due = device_at.is_some_and(|x| x <= now);
-        if !dev_rx.is_empty() || device_due || tick {
+        if node.step(now, device_due, &mut phy, &mut oracle, &mut trace) {
             device_at_cache = None;
-            let mut phy = LinkPhy {
-                pool: &pool,
-                rx: &mut dev_rx,
-                tx: &mut uplink,
-                wakes: Some(&mut downlink),
-                now,
-                pcap: pcap.as_mut(),
-            };
-            if !phy.rx.is_empty() || device_due {
-                device.poll(now, &mut phy);
-            }
-            if tick {
-                let mut sink = AppSink {
-                    oracle: &mut oracle,
-                    trace: &mut trace,
-                    now,
-                };
-                app.loop_once(now, &mut device, &mut sink);
-                next_tick = clock.next_after(now);
-                // What the app did (reads opening the window, writes, stops) goes out now.
-                if device.poll_at().is_some_and(|x| x <= now) {
-                    device.poll(now, &mut phy);
-                }
-            }
-        }
-        device.take_events(&mut device_events);
-        for e in device_events.drain(..) {
-            oracle.device_event(&e);
-            match e {
-                DeviceEvent::DataReceived { conn, bytes } => {
-                    trace.record_count(now, "device rx", conn.remote.port, bytes as u64)
-                }
-                e => trace.record(now, "device", Some(e.peer_port()), format_args!("{e:?}")),
-            }
         }
 
         // Safety phase while the workload runs; then the liveness phase: the links heal and

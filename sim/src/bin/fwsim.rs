@@ -51,6 +51,9 @@ enum Command {
         /// Write every packet the device sent or received to this pcap file (raw IP).
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
+        /// Write the event trace (one line per event; its hash is `trace`) to this file.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -272,6 +275,7 @@ fn main() -> ExitCode {
             preset,
             mut sets,
             pcap,
+            trace,
             json,
             all,
         } => {
@@ -281,7 +285,10 @@ fn main() -> ExitCode {
             if let Some(p) = preset {
                 sets.push(format!("link.preset={p}"));
             }
-            let mut options = RunOptions::default();
+            let mut options = RunOptions {
+                keep_trace: trace.is_some(),
+                ..RunOptions::default()
+            };
             if let Some(file) = &pcap {
                 match File::create(file) {
                     Ok(f) => options.pcap = Some(Box::new(BufWriter::new(f))),
@@ -308,6 +315,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let (Some(file), Some(lines)) = (&trace, &report_.trace_lines) {
+                if let Err(e) = std::fs::write(file, lines.join("\n") + "\n") {
+                    eprintln!("fwsim: cannot write {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            }
             let replay = report::replay_command(&path.display().to_string(), &config, &sets);
             if json {
                 println!("{}", report::json(&config, &report_, &replay));
