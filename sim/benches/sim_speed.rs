@@ -1,6 +1,7 @@
 //! Speed of the simulator, as ratios measured in this run (no absolute targets, no timed tests):
 //!
-//! 1. forum scenario: simulated time / wall time (goal: at least 1000x).
+//! 1. forum scenario: simulated time / wall time (goal: at least 1000x); the turmoil backend's
+//!    wall time against the loopback backend's (goal: within 5x).
 //! 2. 10 MiB stream through the whole simulator (link model, oracle; tracing off) against a bare
 //!    smoltcp two-interface transfer of the same bytes with the same buffer sizes
 //!    (goal: at least 0.5x the baseline's throughput).
@@ -131,6 +132,41 @@ fn main() {
             wall * 1e3,
             sim_us as f64 / 1e6 / wall
         );
+    }
+
+    // 1b. The turmoil backend on the forum scenario, against the loopback backend (interleaved).
+    for policy in ["legacy", "fixed"] {
+        let config = scenario::load(
+            &scenario_path("forum"),
+            &[format!("device.policy={policy}")],
+        )
+        .expect("forum.toml");
+        // The default tick (1 ms, the firmware loop period) and a coarse one (10 ms: packets
+        // between hosts up to 10 ms late; each host's own events stay exact).
+        for tick_us in [1_000, 10_000] {
+            let mut turmoil_config = config.clone();
+            turmoil_config.backend = scenario::Backend::Turmoil;
+            turmoil_config.turmoil_tick_us = tick_us;
+            let mut pairs: Vec<(f64, f64)> = (0..reps.min(5))
+                .map(|_| {
+                    let lo = median_secs(1, || {
+                        sim::run(&config, RunOptions::default()).expect("run");
+                    });
+                    let tu = median_secs(1, || {
+                        sim::run(&turmoil_config, RunOptions::default()).expect("run");
+                    });
+                    (lo, tu)
+                })
+                .collect();
+            pairs.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+            let (lo, tu) = pairs[pairs.len() / 2];
+            println!(
+                "forum/{policy:6} turmoil backend, tick {tick_us:>5} us: {:.1} ms vs loopback {:.2} ms -> {:.1}x the loopback wall time (goal <= 5x)",
+                tu * 1e3,
+                lo * 1e3,
+                tu / lo
+            );
+        }
     }
 
     // 2. 10 MiB stream: simulator vs bare smoltcp, interleaved so machine noise hits both

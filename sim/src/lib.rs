@@ -4,6 +4,8 @@
 //! - [`peer`]: peer programs (`nc`, hold, stream, bursts) on their own smoltcp stack.
 //! - [`world`]: the loopback backend, an event-driven loop on a virtual clock, with the event
 //!   trace (hashed), pcap capture and `tracing` output.
+//! - [`turmoil_backend`]: the same device and peers as turmoil hosts, packets over turmoil UDP,
+//!   network faults as turmoil actions.
 //! - [`oracle`]: the no-silent-loss verdict per connection.
 //! - [`scenario`]: TOML scenario files and `--set` overrides.
 //! - [`report`]: human and JSON reports.
@@ -14,6 +16,7 @@ pub mod peer;
 pub mod report;
 pub mod scenario;
 pub mod sweep;
+pub mod turmoil_backend;
 pub mod world;
 
 use std::path::Path;
@@ -42,5 +45,6 @@ pub fn run_file(
 pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
     match config.backend {
         scenario::Backend::Loopback => run_loopback(config, options),
+        scenario::Backend::Turmoil => turmoil_backend::run_turmoil(config, options),
     }
 }

@@ -20,7 +20,8 @@ pub enum Verdict {
     NeverAccepted,
     /// The application read bytes that differ from what the peer sent.
     Corrupted,
-    /// Refused or reset where the peer can see it (connect failed, RST while attached).
+    /// Visible to the peer: connect refused or timed out, RST while attached, or the peer gave
+    /// up waiting for the device to close (a hanging `nc`).
     RefusedVisibly,
     /// The peer never completed the handshake and did not give up before the run ended.
     Unfinished,
@@ -42,7 +43,7 @@ impl Verdict {
             Verdict::DataSilentlyLost => "DATA SILENTLY LOST",
             Verdict::NeverAccepted => "NEVER ACCEPTED",
             Verdict::Corrupted => "CORRUPTED",
-            Verdict::RefusedVisibly => "refused visibly",
+            Verdict::RefusedVisibly => "visible to peer",
             Verdict::Unfinished => "unfinished",
         }
     }
@@ -144,7 +145,7 @@ impl Oracle {
                     Verdict::Corrupted
                 } else if device.accepted && device.bytes_read >= p.bytes_acked {
                     Verdict::Delivered
-                } else if p.reset_seen {
+                } else if p.reset_seen || p.gave_up_waiting {
                     Verdict::RefusedVisibly
                 } else if !device.accepted {
                     Verdict::NeverAccepted
@@ -240,6 +241,7 @@ mod tests {
             reset_seen: false,
             connect_failed: false,
             device_fin_seen: false,
+            gave_up_waiting: false,
             payload: Payload::Bytes(Rc::from(&b"abcd"[..])),
         }
     }

@@ -243,6 +243,9 @@ pub struct PeerConnRecord {
     pub connect_failed: bool,
     /// The device closed its side (FIN) while the program watched.
     pub device_fin_seen: bool,
+    /// The program stopped waiting for the device to close (`linger_ms` passed without the
+    /// device's FIN or RST): like `nc -N` hanging, something the user sees.
+    pub gave_up_waiting: bool,
     /// What the connection sends.
     pub payload: Payload,
 }
@@ -442,6 +445,7 @@ impl PeerHost {
                 reset_seen: false,
                 connect_failed: false,
                 device_fin_seen: false,
+                gave_up_waiting: false,
                 payload: self.payloads[workload].clone(),
             },
             last_state: tcp::State::SynSent,
@@ -585,6 +589,7 @@ impl PeerHost {
                         let device_done =
                             matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed);
                         if now >= t || device_done {
+                            c.record.gave_up_waiting = !device_done && !c.record.device_fin_seen;
                             c.phase = Phase::Done;
                             self.events.push(PeerEvent::Finished { port });
                         }

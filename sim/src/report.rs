@@ -16,6 +16,10 @@ pub fn replay_command(scenario_path: &str, config: &RunConfig, sets: &[String]) 
         config.policy.name()
     );
     for s in sets.iter().filter(|s| !s.starts_with("device.policy=")) {
+        if let Some(b) = s.strip_prefix("backend=") {
+            let _ = write!(cmd, " --backend {b}");
+            continue;
+        }
         let _ = write!(cmd, " --set '{s}'");
     }
     cmd
@@ -98,7 +102,7 @@ pub fn json(config: &RunConfig, report: &RunReport, replay: &str) -> serde_json:
         "scenario": config.name,
         "policy": config.policy.name(),
         "preset": config.preset,
-        "backend": "loopback",
+        "backend": format!("{:?}", config.backend).to_lowercase(),
         "seed": report.seed,
         "connections": s.connections,
         "delivered": s.delivered,

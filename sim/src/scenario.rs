@@ -40,8 +40,37 @@ impl std::error::Error for ScenarioError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// Both stacks in one event loop (fast, microsecond timing).
     #[default]
     Loopback,
+    /// Every host a turmoil host; packets as turmoil UDP datagrams; faults as turmoil actions.
+    Turmoil,
+}
+
+/// A network fault applied at a time (turmoil backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultAction {
+    /// Drop everything between device and peer.
+    Partition,
+    /// Undo a partition.
+    Repair,
+    /// Hold messages between device and peer (delivered at release).
+    Hold,
+    /// Release held messages.
+    Release,
+    /// Crash the device: firmware state is lost.
+    Crash,
+    /// Restart a crashed device (boots the firmware anew).
+    Bounce,
+}
+
+/// `[[fault]]`: one action at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub at_ms: u64,
+    pub action: FaultAction,
 }
 
 /// The firmware app.
@@ -249,6 +278,17 @@ pub struct ScenarioFile {
     pub link: LinkTable,
     #[serde(default)]
     pub peer: Vec<Workload>,
+    /// Time step of the turmoil backend.
+    #[serde(default = "default_turmoil_tick")]
+    pub turmoil_tick_us: u64,
+    /// Timed network faults (turmoil backend).
+    #[serde(default)]
+    pub fault: Vec<Fault>,
+}
+
+fn default_turmoil_tick() -> u64 {
+    // The firmware's loop period: finer ticks are more faithful and proportionally slower.
+    1000
 }
 
 fn default_seed() -> u64 {
@@ -319,6 +359,8 @@ pub struct RunConfig {
     pub workloads: Vec<Workload>,
     pub max_duration_ms: u64,
     pub drain_ms: u64,
+    pub turmoil_tick_us: u64,
+    pub faults: Vec<Fault>,
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -504,6 +546,9 @@ fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
     f.link.both.apply(&mut downlink);
     f.link.uplink.apply(&mut uplink);
     f.link.downlink.apply(&mut downlink);
+    if f.turmoil_tick_us == 0 {
+        return Err(err("turmoil_tick_us must be at least 1".into()));
+    }
     if f.peer.is_empty() {
         return Err(err("no [[peer]] workload: nothing would connect".into()));
     }
@@ -533,6 +578,8 @@ fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
         workloads: f.peer,
         max_duration_ms: f.max_duration_ms,
         drain_ms: f.drain_ms,
+        turmoil_tick_us: f.turmoil_tick_us,
+        faults: f.fault,
     })
 }
 

@@ -121,6 +121,14 @@ impl Trace {
         }
     }
 
+    pub(crate) fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub(crate) fn kept_lines(&mut self) -> Option<Vec<String>> {
+        self.kept.take()
+    }
+
     pub(crate) fn hash(&self) -> String {
         format!("{:032x}", self.hasher.finish_128())
     }
@@ -439,6 +447,12 @@ pub(crate) fn run_span(config: &RunConfig, backend: &str) -> tracing::Span {
 
 /// Runs one scenario on the loopback backend.
 pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunReport, String> {
+    if !config.faults.is_empty() {
+        return Err(format!(
+            "{}: [[fault]] actions need backend = \"turmoil\" (or --set backend=turmoil)",
+            config.name
+        ));
+    }
     let seed = config.seed;
     let mut downlink = Link::new(config.downlink, split_seed(seed, "link.downlink"));
     let mut uplink = Link::new(config.uplink, split_seed(seed, "link.uplink"));

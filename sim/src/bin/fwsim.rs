@@ -32,6 +32,7 @@ enum Command {
     ///   fwsim run scenarios/forum.toml
     ///   fwsim run scenarios/forum.toml --policy fixed --preset wlan-bad --seed 7
     ///   fwsim run scenarios/multi-client.toml --set device.worker_delay_max_us=2000 --json
+    ///   fwsim run scenarios/device-restart.toml --backend turmoil
     #[command(verbatim_doc_comment)]
     Run {
         /// Scenario file (TOML), e.g. scenarios/forum.toml.
@@ -45,6 +46,10 @@ enum Command {
         /// Link preset: ideal, wlan-good, wlan-busy, wlan-bad.
         #[arg(long)]
         preset: Option<String>,
+        /// loopback (both stacks in one event loop) or turmoil (each host a turmoil host;
+        /// needed for [[fault]] actions). Default: the scenario's.
+        #[arg(long, value_parser = ["loopback", "turmoil"])]
+        backend: Option<String>,
         /// Override any scenario field, e.g. link.loss_p=0.01 or peer.0.count=50 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
@@ -90,6 +95,9 @@ struct SweepArgs {
     /// Default: the scenario's own.
     #[arg(long)]
     preset: Option<String>,
+    /// loopback or turmoil. Default: the scenario's.
+    #[arg(long, value_parser = ["loopback", "turmoil"])]
+    backend: Option<String>,
     /// Vary one scenario field over values, e.g. device.loop_period_us=250,1000,5000.
     #[arg(long, value_name = "KEY=V1,V2,...")]
     vary: Option<String>,
@@ -110,11 +118,15 @@ fn sweep(args: SweepArgs) -> ExitCode {
         seeds,
         policy,
         preset,
+        backend,
         vary,
-        sets,
+        mut sets,
         plot,
         json,
     } = args;
+    if let Some(b) = backend {
+        sets.push(format!("backend={b}"));
+    }
     let usage = |m: String| {
         eprintln!("fwsim: {m}");
         ExitCode::from(2)
@@ -273,6 +285,7 @@ fn main() -> ExitCode {
             seed,
             policy,
             preset,
+            backend,
             mut sets,
             pcap,
             trace,
@@ -284,6 +297,9 @@ fn main() -> ExitCode {
             }
             if let Some(p) = preset {
                 sets.push(format!("link.preset={p}"));
+            }
+            if let Some(b) = backend {
+                sets.push(format!("backend={b}"));
             }
             let mut options = RunOptions {
                 keep_trace: trace.is_some(),

@@ -1,0 +1,444 @@
+//! The turmoil backend: the device and the peer are turmoil hosts, and their smoltcp packets
+//! travel as turmoil UDP datagrams, so turmoil's partitions, holds and host crashes act on real
+//! TCP segments.
+//!
+//! Link model: turmoil's own latency is set to zero and the whole `sim::link` model (the same
+//! presets as the loopback backend) is applied by each host to the packets it receives, counting
+//! from the time they were sent (each datagram carries it). Delays, loss, reordering, batching,
+//! power save and stalls therefore mean the same on both backends.
+//!
+//! Time: turmoil advances in steps of `turmoil_tick_us` and delivers datagrams only at step
+//! boundaries. Inside a step no input can arrive, so each host runs its own events (application
+//! loop, worker thread, stack timers, link deliveries) at microsecond resolution up to the next
+//! boundary. The tick therefore bounds only how late a packet can reach the other host (at most
+//! one tick beyond its link delay): a smaller tick is more faithful, a larger one faster.
+//!
+//! Use [`run_turmoil`] for a scenario, or [`FwsimHosts::add_to`] to put a fwsim device and peer
+//! into a turmoil [`turmoil::Sim`] of your own, beside your hosts.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::time::{Duration as StdDuration, SystemTime};
+
+use firmware_core::smoltcp::time::{Duration, Instant};
+use turmoil::net::UdpSocket;
+
+use crate::link::{Link, LinkParams, LinkStats};
+use crate::oracle::{Oracle, Summary};
+use crate::peer::{PeerConnRecord, PeerHost};
+use crate::scenario::{FaultAction, RunConfig};
+use crate::world::{
+    record_peer_events, run_span, split_seed, DeviceNode, LinkPhy, RunOptions, RunReport, Trace,
+    DEVICE_ADDR,
+};
+
+/// UDP port of the packet tunnel on both hosts.
+const TUNNEL_PORT: u16 = 4789;
+
+/// What both hosts share: the oracle and trace they feed, and the peer's results.
+struct Shared {
+    oracle: Oracle,
+    trace: Trace,
+    pcap: Option<Box<dyn Write>>,
+    records: Vec<PeerConnRecord>,
+    /// The workload is over: hosts heal their incoming links (liveness phase).
+    healed: bool,
+    peer_done: bool,
+    timed_out: bool,
+    end: Instant,
+    device_boots: u32,
+    uplink: LinkStats,
+    downlink: LinkStats,
+}
+
+/// The simulated time of the current turmoil host.
+fn sim_now() -> Instant {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    Instant::from_micros(elapsed.as_micros() as i64)
+}
+
+/// Moves every datagram that arrived into the host's incoming link, at the time it was sent
+/// (the first 8 bytes), so link delays count from the true send time.
+fn receive_into(sock: &UdpSocket, link: &mut Link, buf: &mut [u8]) {
+    while let Ok((n, _)) = sock.try_recv_from(buf) {
+        if n < 8 {
+            continue;
+        }
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&buf[..8]);
+        let sent_at = Instant::from_micros(i64::from_le_bytes(stamp));
+        link.enqueue(sent_at, buf[8..n].to_vec());
+    }
+}
+
+/// Sends what the host transmitted, stamped with the send time; the receiving host applies
+/// the link model.
+fn send_out(sock: &UdpSocket, outbox: &mut Link, now: Instant, to: IpAddr, out: &mut Vec<Vec<u8>>) {
+    outbox.deliver_due(now, out);
+    for packet in out.drain(..) {
+        let mut datagram = Vec::with_capacity(packet.len() + 8);
+        datagram.extend_from_slice(&now.total_micros().to_le_bytes());
+        datagram.extend_from_slice(&packet);
+        // A full or partitioned path drops the datagram: a lost segment, as on a real link.
+        let _ = sock.try_send_to(&datagram, (to, TUNNEL_PORT));
+    }
+}
+
+/// Within one turmoil step no datagram can arrive (turmoil delivers at step boundaries), so a
+/// host runs its own events at full resolution up to the next boundary: `run` is called at each
+/// event time in `[start, start + tick)` and returns the host's next event. Returns the first
+/// event at or after the boundary, if any.
+fn run_until_boundary(
+    start: Instant,
+    tick: Duration,
+    mut run: impl FnMut(Instant) -> Option<Instant>,
+) -> Option<Instant> {
+    let horizon = start + tick;
+    let mut t = start;
+    while let Some(next) = run(t) {
+        // Never stand still: work due "now" was just done.
+        let next = next.max(t + Duration::from_micros(1));
+        if next >= horizon {
+            return Some(next);
+        }
+        t = next;
+    }
+    None
+}
+
+/// Sleeps until the start of the step that holds `next` (so the event still runs at its exact
+/// time), or a long while without one, or until a datagram arrives. `start` is this step's start.
+async fn wait(sock: &UdpSocket, start: Instant, tick: Duration, next: Option<Instant>) {
+    let tick_us = tick.total_micros().max(1);
+    let wait_us = match next {
+        // Whole ticks from this step's start to the step containing `next` (at least one).
+        Some(t) if t > start => ((t - start).total_micros() / tick_us).max(1) * tick_us,
+        Some(_) => tick_us,
+        None => (1_000_000 / tick_us).max(1) * tick_us,
+    };
+    tokio::select! {
+        biased;
+        _ = sock.readable() => {}
+        _ = tokio::time::sleep(StdDuration::from_micros(wait_us)) => {}
+    }
+}
+
+/// The device host: boots the firmware (again after each bounce) and runs it forever.
+async fn device_host(
+    config: Rc<RunConfig>,
+    shared: Rc<RefCell<Shared>>,
+    peer: String,
+) -> turmoil::Result {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, TUNNEL_PORT)).await?;
+    let peer = turmoil::lookup(peer);
+    let boot = {
+        let mut s = shared.borrow_mut();
+        s.device_boots += 1;
+        s.device_boots - 1
+    };
+    let pool = RefCell::new(Vec::new());
+    let downlink_seed = if boot == 0 {
+        split_seed(config.seed, "link.downlink")
+    } else {
+        split_seed(config.seed, &format!("link.downlink.boot{boot}"))
+    };
+    let mut downlink = Link::new(config.downlink, downlink_seed);
+    let mut outbox = Link::new(LinkParams::IDEAL, 0);
+    let mut rx = VecDeque::new();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut now = sim_now();
+    let mut node = {
+        let mut phy = LinkPhy {
+            pool: &pool,
+            rx: &mut rx,
+            tx: &mut outbox,
+            wakes: Some(&mut downlink),
+            now,
+            pcap: None,
+        };
+        DeviceNode::boot(&config, boot, &mut phy, now)
+    };
+    if boot > 0 {
+        let mut s = shared.borrow_mut();
+        s.trace
+            .record(now, "device", None, format_args!("rebooted (boot {boot})"));
+    }
+    let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
+    let mut healed = false;
+    loop {
+        now = sim_now();
+        if !healed && shared.borrow().healed {
+            healed = true;
+            downlink.heal();
+        }
+        receive_into(&sock, &mut downlink, &mut buf);
+        let next = run_until_boundary(now, tick, |t| {
+            downlink.deliver_due(t, &mut rx);
+            let due = node.device.poll_at().is_some_and(|x| x <= t);
+            {
+                let mut s = shared.borrow_mut();
+                let Shared {
+                    oracle,
+                    trace,
+                    pcap,
+                    ..
+                } = &mut *s;
+                let mut phy = LinkPhy {
+                    pool: &pool,
+                    rx: &mut rx,
+                    tx: &mut outbox,
+                    wakes: Some(&mut downlink),
+                    now: t,
+                    pcap: pcap.as_mut(),
+                };
+                node.step(t, due, &mut phy, oracle, trace);
+                s.downlink = downlink.stats();
+            }
+            send_out(&sock, &mut outbox, t, peer, &mut out);
+            [
+                Some(node.next_tick()),
+                node.device.poll_at(),
+                downlink.next_delivery(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        });
+        wait(&sock, now, tick, next).await;
+    }
+}
+
+/// The peer host: runs the workload, then the liveness phase, then ends (a turmoil client).
+async fn peer_host(
+    config: Rc<RunConfig>,
+    shared: Rc<RefCell<Shared>>,
+    device: String,
+) -> turmoil::Result {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, TUNNEL_PORT)).await?;
+    let device = turmoil::lookup(device);
+    let pool = RefCell::new(Vec::new());
+    let mut uplink = Link::new(config.uplink, split_seed(config.seed, "link.uplink"));
+    let mut outbox = Link::new(LinkParams::IDEAL, 0);
+    let mut rx = VecDeque::new();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut events = Vec::new();
+    let mut now = sim_now();
+    let mut peer = {
+        let mut phy = LinkPhy {
+            pool: &pool,
+            rx: &mut rx,
+            tx: &mut outbox,
+            wakes: None,
+            now,
+            pcap: None,
+        };
+        PeerHost::new(
+            &mut phy,
+            config.workloads.clone(),
+            DEVICE_ADDR,
+            config.port,
+            split_seed(config.seed, "peer.stack"),
+            split_seed(config.seed, "peer.programs"),
+        )?
+    };
+    let end = Instant::from_millis(config.max_duration_ms as i64);
+    let drain = Duration::from_millis(config.drain_ms);
+    let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
+    let mut quiet_since: Option<Instant> = None;
+    let mut timed_out = false;
+    let mut done = false;
+    while !done {
+        receive_into(&sock, &mut uplink, &mut buf);
+        let start = sim_now();
+        let next = run_until_boundary(start, tick, |t| {
+            if t > end {
+                timed_out = true;
+                done = true;
+                return None;
+            }
+            if quiet_since.is_some_and(|q| t >= q + drain) {
+                done = true;
+                return None;
+            }
+            now = t;
+            uplink.deliver_due(t, &mut rx);
+            if !rx.is_empty() || peer.poll_at(t).is_some_and(|x| x <= t) {
+                let mut phy = LinkPhy {
+                    pool: &pool,
+                    rx: &mut rx,
+                    tx: &mut outbox,
+                    wakes: None,
+                    now: t,
+                    pcap: None,
+                };
+                peer.poll(t, &mut phy);
+            }
+            {
+                let mut s = shared.borrow_mut();
+                let Shared { oracle, trace, .. } = &mut *s;
+                record_peer_events(&mut peer, &mut events, oracle, trace, t);
+                if !s.healed && peer.finished() {
+                    s.healed = true;
+                    uplink.heal();
+                    s.trace
+                        .record(t, "sim", None, format_args!("liveness phase: links healed"));
+                }
+                if s.healed && quiet_since.is_none() && peer.quiet() && uplink.in_flight() == 0 {
+                    quiet_since = Some(t);
+                }
+                s.uplink = uplink.stats();
+            }
+            send_out(&sock, &mut outbox, t, device, &mut out);
+            [
+                peer.poll_at(t),
+                uplink.next_delivery(),
+                quiet_since.map(|q| q + drain),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        });
+        if !done {
+            wait(&sock, start, tick, next).await;
+        }
+    }
+    let mut s = shared.borrow_mut();
+    s.records = peer.records().cloned().collect();
+    s.peer_done = true;
+    s.timed_out = timed_out;
+    s.end = now;
+    Ok(())
+}
+
+/// A fwsim device and peer inside a turmoil simulation.
+pub struct FwsimHosts {
+    shared: Rc<RefCell<Shared>>,
+    config: Rc<RunConfig>,
+    /// turmoil host name of the device.
+    pub device: String,
+    /// turmoil host name of the peer (a client: the simulation waits for it).
+    pub peer: String,
+}
+
+impl FwsimHosts {
+    /// Adds the scenario's device (a host) and peer (a client) to `sim` under the names
+    /// `device` and `peer`. Run the simulation, then read [`FwsimHosts::report`].
+    pub fn add_to(
+        sim: &mut turmoil::Sim<'_>,
+        config: &RunConfig,
+        options: RunOptions,
+        device: &str,
+        peer: &str,
+    ) -> FwsimHosts {
+        let shared = Rc::new(RefCell::new(Shared {
+            oracle: Oracle::default(),
+            trace: Trace::new(options.keep_trace, run_span(config, "turmoil")),
+            pcap: options.pcap.map(|mut p| {
+                use firmware_core::smoltcp::phy::{PcapLinkType, PcapSink};
+                p.global_header(PcapLinkType::Ip);
+                p
+            }),
+            records: Vec::new(),
+            healed: false,
+            peer_done: false,
+            timed_out: false,
+            end: Instant::ZERO,
+            device_boots: 0,
+            uplink: LinkStats::default(),
+            downlink: LinkStats::default(),
+        }));
+        let config = Rc::new(config.clone());
+        let (c, s, p) = (config.clone(), shared.clone(), peer.to_string());
+        sim.host(device, move || device_host(c.clone(), s.clone(), p.clone()));
+        let (c, s, d) = (config.clone(), shared.clone(), device.to_string());
+        sim.client(peer, peer_host(c, s, d));
+        FwsimHosts {
+            shared,
+            config,
+            device: device.into(),
+            peer: peer.into(),
+        }
+    }
+
+    /// True once the peer finished its workload and the liveness phase.
+    pub fn finished(&self) -> bool {
+        self.shared.borrow().peer_done
+    }
+
+    /// Records a fault in the trace (the caller applies it to the simulation).
+    fn note(&self, now: Instant, what: std::fmt::Arguments<'_>) {
+        self.shared
+            .borrow_mut()
+            .trace
+            .record(now, "fault", None, what);
+    }
+
+    /// The verdicts, once the simulation has run.
+    pub fn report(&self) -> RunReport {
+        let mut s = self.shared.borrow_mut();
+        if let Some(p) = s.pcap.as_mut() {
+            let _ = Write::flush(p);
+        }
+        let rows = s.oracle.judge(s.records.iter());
+        RunReport {
+            seed: self.config.seed,
+            summary: Summary::of(&rows),
+            rows,
+            trace_hash: s.trace.hash(),
+            trace_events: s.trace.events(),
+            trace_lines: s.trace.kept_lines(),
+            sim_time_us: s.end.total_micros(),
+            uplink: s.uplink,
+            downlink: s.downlink,
+            timed_out: s.timed_out,
+        }
+    }
+}
+
+/// Runs one scenario on the turmoil backend, applying its timed faults between steps.
+pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(StdDuration::from_millis(config.max_duration_ms + 60_000))
+        .tick_duration(StdDuration::from_micros(config.turmoil_tick_us.max(1)))
+        .min_message_latency(StdDuration::ZERO)
+        .max_message_latency(StdDuration::ZERO)
+        .fail_rate(0.0)
+        .udp_capacity(1 << 16)
+        .rng_seed(split_seed(config.seed, "turmoil"))
+        .epoch(SystemTime::UNIX_EPOCH)
+        .build();
+    let hosts = FwsimHosts::add_to(&mut sim, config, options, "device", "peer");
+    let mut faults = config.faults.clone();
+    faults.sort_by_key(|f| f.at_ms);
+    let mut faults = faults.into_iter().peekable();
+    loop {
+        let elapsed_ms = sim.elapsed().as_millis() as u64;
+        while let Some(fault) = faults.next_if(|f| f.at_ms <= elapsed_ms) {
+            let (d, p) = (hosts.device.as_str(), hosts.peer.as_str());
+            match fault.action {
+                FaultAction::Partition => sim.partition(d, p),
+                FaultAction::Repair => sim.repair(d, p),
+                FaultAction::Hold => sim.hold(d, p),
+                FaultAction::Release => sim.release(d, p),
+                FaultAction::Crash => sim.crash(d),
+                FaultAction::Bounce => sim.bounce(d),
+            }
+            let now = Instant::from_millis(elapsed_ms as i64);
+            hosts.note(now, format_args!("{:?}", fault.action));
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(format!("turmoil: {e}")),
+        }
+        if hosts.finished() {
+            break;
+        }
+    }
+    Ok(hosts.report())
+}
