@@ -28,11 +28,10 @@ use turmoil::net::UdpSocket;
 
 use crate::link::{Link, LinkParams, LinkStats};
 use crate::oracle::{Oracle, Summary};
-use crate::peer::{PeerConnRecord, PeerHost};
+use crate::peer::PeerConnRecord;
 use crate::scenario::{FaultAction, RunConfig};
 use crate::world::{
-    record_peer_events, run_span, split_seed, DeviceNode, LinkPhy, RunOptions, RunReport, Trace,
-    DEVICE_ADDR,
+    run_span, split_seed, DeviceNode, LinkPhy, PeerNode, RunOptions, RunReport, Trace,
 };
 
 /// UDP port of the packet tunnel on both hosts.
@@ -226,7 +225,6 @@ async fn peer_host(
     let mut rx = VecDeque::new();
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let mut events = Vec::new();
     let mut now = sim_now();
     let mut peer = {
         let mut phy = LinkPhy {
@@ -237,19 +235,11 @@ async fn peer_host(
             now,
             pcap: None,
         };
-        PeerHost::new(
-            &mut phy,
-            config.workloads.clone(),
-            DEVICE_ADDR,
-            config.port,
-            split_seed(config.seed, "peer.stack"),
-            split_seed(config.seed, "peer.programs"),
-        )?
+        PeerNode::boot(&config, &mut phy)?
     };
     let end = Instant::from_millis(config.max_duration_ms as i64);
     let drain = Duration::from_millis(config.drain_ms);
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
-    let mut quiet_since: Option<Instant> = None;
     let mut timed_out = false;
     let mut done = false;
     while !done {
@@ -261,13 +251,15 @@ async fn peer_host(
                 done = true;
                 return None;
             }
-            if quiet_since.is_some_and(|q| t >= q + drain) {
+            if peer.done_at(drain).is_some_and(|d| t >= d) {
                 done = true;
                 return None;
             }
             now = t;
             uplink.deliver_due(t, &mut rx);
-            if !rx.is_empty() || peer.poll_at(t).is_some_and(|x| x <= t) {
+            {
+                let mut s = shared.borrow_mut();
+                let Shared { oracle, trace, .. } = &mut *s;
                 let mut phy = LinkPhy {
                     pool: &pool,
                     rx: &mut rx,
@@ -276,28 +268,21 @@ async fn peer_host(
                     now: t,
                     pcap: None,
                 };
-                peer.poll(t, &mut phy);
-            }
-            {
-                let mut s = shared.borrow_mut();
-                let Shared { oracle, trace, .. } = &mut *s;
-                record_peer_events(&mut peer, &mut events, oracle, trace, t);
-                if !s.healed && peer.finished() {
+                let due = peer.host.poll_at(t).is_some_and(|x| x <= t);
+                peer.step(t, due, &mut phy, oracle, trace);
+                if peer.start_liveness(t, trace) {
+                    // The device heals its own incoming link when it sees the flag.
                     s.healed = true;
                     uplink.heal();
-                    s.trace
-                        .record(t, "sim", None, format_args!("liveness phase: links healed"));
                 }
-                if s.healed && quiet_since.is_none() && peer.quiet() && uplink.in_flight() == 0 {
-                    quiet_since = Some(t);
-                }
+                peer.note_quiet(t, uplink.in_flight() == 0);
                 s.uplink = uplink.stats();
             }
             send_out(&sock, &mut outbox, t, device, &mut out);
             [
-                peer.poll_at(t),
+                peer.host.poll_at(t),
                 uplink.next_delivery(),
-                quiet_since.map(|q| q + drain),
+                peer.done_at(drain),
             ]
             .into_iter()
             .flatten()
@@ -308,7 +293,7 @@ async fn peer_host(
         }
     }
     let mut s = shared.borrow_mut();
-    s.records = peer.records().cloned().collect();
+    s.records = peer.host.records().cloned().collect();
     s.peer_done = true;
     s.timed_out = timed_out;
     s.end = now;

@@ -408,27 +408,87 @@ impl DeviceNode {
     }
 }
 
-/// Hands the peer's events to the oracle (payload of each new connection) and the trace.
-pub(crate) fn record_peer_events(
-    peer: &mut PeerHost,
-    events: &mut Vec<PeerEvent>,
-    oracle: &mut Oracle,
-    trace: &mut Trace,
-    now: Instant,
-) {
-    peer.take_events(events);
-    for e in events.drain(..) {
-        if let PeerEvent::Opened { port } = e {
-            if let Some(r) = peer.records().find(|r| r.local_port == port) {
-                oracle.expect(port, r.payload.clone());
+/// The peer side of a run: the peer host and the safety/liveness phase bookkeeping. Both
+/// backends drive it the same way.
+pub(crate) struct PeerNode {
+    pub(crate) host: PeerHost,
+    events: Vec<PeerEvent>,
+    liveness: bool,
+    quiet_since: Option<Instant>,
+}
+
+impl PeerNode {
+    pub(crate) fn boot(config: &RunConfig, phy: &mut LinkPhy<'_>) -> Result<PeerNode, String> {
+        let host = PeerHost::new(
+            phy,
+            config.workloads.clone(),
+            DEVICE_ADDR,
+            config.port,
+            split_seed(config.seed, "peer.stack"),
+            split_seed(config.seed, "peer.programs"),
+        )?;
+        Ok(PeerNode {
+            host,
+            events: Vec::new(),
+            liveness: false,
+            quiet_since: None,
+        })
+    }
+
+    /// Polls the peer when packets wait in `phy` or its timers are `due`, and feeds its events
+    /// to the oracle and trace. Returns whether it polled.
+    pub(crate) fn step(
+        &mut self,
+        t: Instant,
+        due: bool,
+        phy: &mut LinkPhy<'_>,
+        oracle: &mut Oracle,
+        trace: &mut Trace,
+    ) -> bool {
+        let polled = !phy.rx.is_empty() || due;
+        if polled {
+            self.host.poll(t, phy);
+        }
+        self.host.take_events(&mut self.events);
+        for e in self.events.drain(..) {
+            if let PeerEvent::Opened { port } = e {
+                if let Some(r) = self.host.records().find(|r| r.local_port == port) {
+                    oracle.expect(port, r.payload.clone());
+                }
+            }
+            match e {
+                PeerEvent::Sent { port, bytes } => {
+                    trace.record_count(t, "peer sent", port, bytes as u64)
+                }
+                e => trace.record(t, "peer", Some(e.port()), format_args!("{e:?}")),
             }
         }
-        match e {
-            PeerEvent::Sent { port, bytes } => {
-                trace.record_count(now, "peer sent", port, bytes as u64)
-            }
-            e => trace.record(now, "peer", Some(e.port()), format_args!("{e:?}")),
+        polled
+    }
+
+    /// Safety phase while the workload runs, then the liveness phase. True at the moment the
+    /// workload is over: the caller heals its links (no more loss, stalls or sleep), so every
+    /// retransmission gets through before the verdict.
+    pub(crate) fn start_liveness(&mut self, t: Instant, trace: &mut Trace) -> bool {
+        if self.liveness || !self.host.finished() {
+            return false;
         }
+        self.liveness = true;
+        trace.record(t, "sim", None, format_args!("liveness phase: links healed"));
+        true
+    }
+
+    /// In the liveness phase, notes when nothing more can happen: the peer is quiet and the
+    /// links (as the caller sees them) are empty.
+    pub(crate) fn note_quiet(&mut self, t: Instant, links_empty: bool) {
+        if self.liveness && self.quiet_since.is_none() && self.host.quiet() && links_empty {
+            self.quiet_since = Some(t);
+        }
+    }
+
+    /// When the run may end: `drain` after the peer went quiet.
+    pub(crate) fn done_at(&self, drain: Duration) -> Option<Instant> {
+        self.quiet_since.map(|q| q + drain)
     }
 }
 
@@ -484,14 +544,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             now,
             pcap: None,
         };
-        PeerHost::new(
-            &mut phy,
-            config.workloads.clone(),
-            DEVICE_ADDR,
-            config.port,
-            split_seed(seed, "peer.stack"),
-            split_seed(seed, "peer.programs"),
-        )?
+        PeerNode::boot(config, &mut phy)?
     };
     let run_span = run_span(config, "loopback");
     let mut trace = Trace::new(options.keep_trace, run_span);
@@ -500,16 +553,13 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
     let drain = Duration::from_millis(config.drain_ms);
     let mut peer_at_cache: Option<Option<Instant>> = None;
     let mut device_at_cache: Option<Option<Instant>> = None;
-    let mut healed = false;
-    let mut quiet_since: Option<Instant> = None;
-    let mut peer_events: Vec<PeerEvent> = Vec::new();
     let mut timed_out = false;
 
     loop {
         // The earliest thing that happens next.
         let mut t = node.next_tick();
         // A side's next timer only changes when that side is polled, fed or run: cached.
-        let peer_at = *peer_at_cache.get_or_insert_with(|| peer.poll_at(now));
+        let peer_at = *peer_at_cache.get_or_insert_with(|| peer.host.poll_at(now));
         let device_at = *device_at_cache.get_or_insert_with(|| node.device.poll_at());
         for x in [
             device_at,
@@ -527,28 +577,25 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             timed_out = true;
             break;
         }
-        if let Some(quiet) = quiet_since {
-            if now >= quiet + drain {
-                break;
-            }
+        if peer.done_at(drain).is_some_and(|d| now >= d) {
+            break;
         }
 
         downlink.deliver_due(now, &mut dev_rx);
         uplink.deliver_due(now, &mut peer_rx);
 
-        if !peer_rx.is_empty() || peer_at.is_some_and(|x| x <= now) {
-            let mut phy = LinkPhy {
-                pool: &pool,
-                rx: &mut peer_rx,
-                tx: &mut downlink,
-                wakes: None,
-                now,
-                pcap: None,
-            };
-            peer.poll(now, &mut phy);
+        let mut phy = LinkPhy {
+            pool: &pool,
+            rx: &mut peer_rx,
+            tx: &mut downlink,
+            wakes: None,
+            now,
+            pcap: None,
+        };
+        let peer_due = peer_at.is_some_and(|x| x <= now);
+        if peer.step(now, peer_due, &mut phy, &mut oracle, &mut trace) {
             peer_at_cache = None;
         }
-        record_peer_events(&mut peer, &mut peer_events, &mut oracle, &mut trace, now);
 
         let mut phy = LinkPhy {
             pool: &pool,
@@ -565,30 +612,16 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
 
         // Safety phase while the workload runs; then the liveness phase: the links heal and
         // the run goes on until the peer is quiet, plus `drain_ms` for the application.
-        if !healed && peer.finished() {
-            healed = true;
+        if peer.start_liveness(now, &mut trace) {
             uplink.heal();
             downlink.heal();
-            trace.record(
-                now,
-                "sim",
-                None,
-                format_args!("liveness phase: links healed"),
-            );
         }
-        if healed
-            && quiet_since.is_none()
-            && peer.quiet()
-            && uplink.in_flight() == 0
-            && downlink.in_flight() == 0
-        {
-            quiet_since = Some(now);
-        }
+        peer.note_quiet(now, uplink.in_flight() == 0 && downlink.in_flight() == 0);
     }
     if let Some(p) = pcap.as_mut() {
         let _ = Write::flush(p);
     }
-    let rows = oracle.judge(peer.records());
+    let rows = oracle.judge(peer.host.records());
     let summary = Summary::of(&rows);
     Ok(RunReport {
         seed,

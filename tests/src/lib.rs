@@ -38,3 +38,29 @@ pub fn nc_once(policy: Policy, app: Box<dyn App>, accept_loops: usize) -> NcOutc
         accepted: b.seen.count(RecordedKind::Accepted) > 0,
     }
 }
+
+/// A scenario file of the repository's `scenarios/` folder.
+pub fn scenario_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.toml"))
+}
+
+/// Loads `scenarios/NAME.toml` with `--set` overrides; panics with the scenario error.
+pub fn load(name: &str, sets: &[&str]) -> sim::RunConfig {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    sim::scenario::load(&scenario_path(name), &sets).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Seeds of a sweep: `FWSIM_SEED=N` runs that one seed, `FWSIM_SEEDS=K` the first K, else
+/// the first `default`.
+pub fn seeds(default: u64) -> Vec<u64> {
+    if let Ok(s) = std::env::var("FWSIM_SEED") {
+        return vec![s.parse().expect("FWSIM_SEED is a number")];
+    }
+    let n = std::env::var("FWSIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=n).collect()
+}

@@ -2,21 +2,9 @@
 //!
 //! Every failure names the seed; replay with the `fwsim run` command in the message.
 
-use std::path::{Path, PathBuf};
-
-use sim::scenario::{self, RunConfig};
+use fwsim_tests::{load, seeds};
+use sim::scenario::RunConfig;
 use sim::{RunOptions, Verdict};
-
-fn scenario_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(format!("{name}.toml"))
-}
-
-fn load(name: &str, sets: &[&str]) -> RunConfig {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    scenario::load(&scenario_path(name), &sets).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn replay(name: &str, config: &RunConfig) -> String {
     format!(
@@ -25,18 +13,6 @@ fn replay(name: &str, config: &RunConfig) -> String {
         config.policy.name(),
         config.preset
     )
-}
-
-/// Seeds for sweeps: FWSIM_SEED=N runs that one seed, FWSIM_SEEDS=K the first K.
-fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("FWSIM_SEED") {
-        return vec![s.parse().expect("FWSIM_SEED is a number")];
-    }
-    let n = std::env::var("FWSIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    (1..=n).collect()
 }
 
 #[test]

@@ -1,32 +1,9 @@
 //! The turmoil backend: the same firmware and peers, hosts in a turmoil simulation.
 //! Failures name the seed; replay with the `fwsim run ... --set backend=turmoil` in the message.
 
-use std::path::{Path, PathBuf};
-
-use sim::scenario::{self, Backend, RunConfig};
+use fwsim_tests::{load, seeds};
+use sim::scenario::{Backend, RunConfig};
 use sim::{RunOptions, Verdict};
-
-fn scenario_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(format!("{name}.toml"))
-}
-
-fn load(name: &str, sets: &[&str]) -> RunConfig {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    scenario::load(&scenario_path(name), &sets).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("FWSIM_SEED") {
-        return vec![s.parse().expect("FWSIM_SEED is a number")];
-    }
-    let n = std::env::var("FWSIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    (1..=n).collect()
-}
 
 fn on(backend: Backend, mut c: RunConfig) -> RunConfig {
     c.backend = backend;
