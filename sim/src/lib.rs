@@ -10,6 +10,7 @@
 //! - [`scenario`]: TOML scenario files and `--set` overrides.
 //! - [`report`]: human and JSON reports.
 
+pub mod fuzz;
 pub mod link;
 pub mod oracle;
 pub mod peer;

@@ -23,7 +23,8 @@ pub enum Verdict {
     /// Visible to the peer: connect refused or timed out, RST while attached, or the peer gave
     /// up waiting for the device to close (a hanging `nc`).
     RefusedVisibly,
-    /// The peer never completed the handshake and did not give up before the run ended.
+    /// The run ended while the peer program was still running (a stalled connection, a
+    /// liveness failure): nothing was discarded yet, so it is not counted as silent loss.
     Unfinished,
 }
 
@@ -145,6 +146,8 @@ impl Oracle {
                     Verdict::Corrupted
                 } else if device.accepted && device.bytes_read >= p.bytes_acked {
                     Verdict::Delivered
+                } else if !p.finished {
+                    Verdict::Unfinished
                 } else if p.reset_seen || p.gave_up_waiting {
                     Verdict::RefusedVisibly
                 } else if !device.accepted {
@@ -242,6 +245,7 @@ mod tests {
             connect_failed: false,
             device_fin_seen: false,
             gave_up_waiting: false,
+            finished: true,
             payload: Payload::Bytes(Rc::from(&b"abcd"[..])),
         }
     }

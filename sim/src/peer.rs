@@ -243,6 +243,8 @@ pub struct PeerConnRecord {
     pub connect_failed: bool,
     /// The device closed its side (FIN) while the program watched.
     pub device_fin_seen: bool,
+    /// The program ran to its end before the run stopped.
+    pub finished: bool,
     /// The program stopped waiting for the device to close (`linger_ms` passed without the
     /// device's FIN or RST): like `nc -N` hanging, something the user sees.
     pub gave_up_waiting: bool,
@@ -446,6 +448,7 @@ impl PeerHost {
                 connect_failed: false,
                 device_fin_seen: false,
                 gave_up_waiting: false,
+                finished: false,
                 payload: self.payloads[workload].clone(),
             },
             last_state: tcp::State::SynSent,
@@ -517,6 +520,7 @@ impl PeerHost {
                     self.events.push(PeerEvent::ResetSeen { port });
                 }
                 c.phase = Phase::Done;
+                c.record.finished = true;
                 self.events.push(PeerEvent::Finished { port });
             }
             c.last_state = state;
@@ -528,6 +532,13 @@ impl PeerHost {
             let w = &self.workloads[c.record.workload];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
             let port = c.record.local_port;
+            // Every program reads and discards what the device sends (an echo), like nc
+            // printing it; a peer that never read would stall the device's writes.
+            while socket.can_recv() {
+                if socket.recv(|b| (b.len(), ())).is_err() {
+                    break;
+                }
+            }
             loop {
                 let before = c.phase;
                 match c.phase {
@@ -539,6 +550,7 @@ impl PeerHost {
                         c.record.connect_failed = true;
                         c.phase = Phase::Done;
                         self.events.push(PeerEvent::ConnectFailed { port });
+                        c.record.finished = true;
                         self.events.push(PeerEvent::Finished { port });
                     }
                     Phase::StartingAt(t) if now >= t => c.phase = Phase::Sending,
@@ -580,17 +592,12 @@ impl PeerHost {
                         c.phase = Phase::Lingering(now + Duration::from_millis(w.linger_ms));
                     }
                     Phase::Lingering(t) => {
-                        // Read and discard what the device sends (echo), like nc printing it.
-                        while socket.can_recv() {
-                            if socket.recv(|b| (b.len(), ())).is_err() {
-                                break;
-                            }
-                        }
                         let device_done =
                             matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed);
                         if now >= t || device_done {
                             c.record.gave_up_waiting = !device_done && !c.record.device_fin_seen;
                             c.phase = Phase::Done;
+                            c.record.finished = true;
                             self.events.push(PeerEvent::Finished { port });
                         }
                     }

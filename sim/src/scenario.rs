@@ -472,7 +472,8 @@ pub fn parse(origin: &str, text: &str, sets: &[String]) -> Result<RunConfig, Sce
     resolve(origin, file)
 }
 
-fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
+/// Checks a parsed scenario and resolves it into a [`RunConfig`].
+pub fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
     let err = |message: String| ScenarioError {
         origin: origin.to_string(),
         position: None,
