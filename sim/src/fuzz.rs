@@ -78,9 +78,12 @@ impl FuzzScenario {
                     count: u32::from(w.count % 4) + 1,
                     burst: u32::from(w.burst % 3) + 1,
                     start_ms: 100,
-                    interval_ms: u64::from(w.interval_ms % 400) + 20,
+                    interval_ms: u64::from(w.interval_ms % 200) + 20,
                     close_delay_us: u64::from(w.close_delay_us % 2000),
                     hold_ms: u64::from(w.hold_ms % 800),
+                    // Short tails keep an execution well under a millisecond.
+                    linger_ms: 500,
+                    connect_timeout_ms: 5_000,
                     ..Workload::default()
                 }
             })
@@ -93,13 +96,13 @@ impl FuzzScenario {
             description: String::new(),
             seed: self.seed,
             backend: scenario::Backend::Loopback,
-            max_duration_ms: 60_000,
-            drain_ms: 2_000,
+            max_duration_ms: 30_000,
+            drain_ms: 500,
             device: DeviceTable {
                 app,
                 port: 6000,
                 policy: policy.into(),
-                loop_period_us: u64::from(self.loop_period_us % 5000) + 100,
+                loop_period_us: u64::from(self.loop_period_us % 5000) + 500,
                 loop_jitter_us: 6,
                 slow_loop_every: u64::from(self.slow_loop_every % 100),
                 slow_loop_us: 3000,
@@ -170,7 +173,7 @@ pub fn run_scenario(data: &[u8], policy: &str) -> ScenarioOutcome {
         Err(e) => panic!("fuzz scenario does not run: {e}"),
     };
     if report.summary.violations() > 0 {
-        let toml = toml::to_string(&file).unwrap_or_default();
+        let toml = toml::to_string(&file).unwrap_or_else(|e| format!("# not serialisable: {e}"));
         ScenarioOutcome::SilentLoss {
             summary: report.summary,
             toml,
@@ -178,6 +181,18 @@ pub fn run_scenario(data: &[u8], policy: &str) -> ScenarioOutcome {
     } else {
         ScenarioOutcome::Clean(report.summary)
     }
+}
+
+/// The scenario file a `scenario`/`scenario_legacy` input stands for, as TOML, or why not.
+pub fn input_to_toml(data: &[u8], policy: &str) -> Result<String, String> {
+    if data.len() < MIN_SCENARIO_INPUT {
+        return Err(format!(
+            "input has {} bytes; scenarios need {MIN_SCENARIO_INPUT}",
+            data.len()
+        ));
+    }
+    let input = FuzzScenario::arbitrary(&mut Unstructured::new(data)).map_err(|e| e.to_string())?;
+    toml::to_string(&input.to_file(policy)).map_err(|e| e.to_string())
 }
 
 /// The `scenario` target: the fixed rules never lose silently.

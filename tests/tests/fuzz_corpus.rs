@@ -93,3 +93,26 @@ fn legacy_seeds_are_clean_and_forum_inputs_lose() {
         );
     }
 }
+
+/// `fwsim from-crash` writes the scenario an input stands for: running that file gives the
+/// same verdict as the fuzz body did.
+#[test]
+fn crash_inputs_convert_to_equivalent_scenario_files() {
+    for (path, data) in inputs("scenario").into_iter().take(8) {
+        for policy in ["legacy", "fixed"] {
+            let toml = fuzz::input_to_toml(&data, policy).unwrap();
+            let config = sim::scenario::parse("crash.toml", &toml, &[]).unwrap();
+            let from_file = sim::run(&config, sim::RunOptions::default()).unwrap();
+            let direct = match fuzz::run_scenario(&data, policy) {
+                ScenarioOutcome::Clean(s) | ScenarioOutcome::SilentLoss { summary: s, .. } => s,
+                ScenarioOutcome::Rejected => panic!("{} rejected", path.display()),
+            };
+            assert_eq!(
+                from_file.summary,
+                direct,
+                "{} under {policy}",
+                path.display()
+            );
+        }
+    }
+}

@@ -78,6 +78,88 @@ enum Command {
     ///       --vary device.loop_period_us=250,500,1000,2000,5000
     #[command(verbatim_doc_comment)]
     Sweep(SweepArgs),
+    /// Turn a crash of the `scenario` or `scenario_legacy` fuzz target into a scenario file and
+    /// a regression: writes the scenario (TOML), copies the input into
+    /// fuzz/regressions/TARGET/ (replayed by `cargo test`), runs it and prints the report.
+    ///
+    /// Example:
+    ///   fwsim from-crash fuzz/artifacts/scenario/crash-1a2b... --out scenarios/regressions/r1.toml
+    #[command(verbatim_doc_comment)]
+    FromCrash {
+        /// The input file libFuzzer wrote (crash-*, or any corpus file).
+        input: PathBuf,
+        /// The target that crashed: scenario (fixed rules) or scenario_legacy.
+        #[arg(long, default_value = "scenario", value_parser = ["scenario", "scenario_legacy"])]
+        target: String,
+        /// Where to write the scenario file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Do not copy the input into fuzz/regressions/TARGET/.
+        #[arg(long)]
+        no_regression: bool,
+    },
+}
+
+fn from_crash(input: PathBuf, target: String, out: PathBuf, no_regression: bool) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("fwsim: {m}");
+        ExitCode::from(2)
+    };
+    let data = match std::fs::read(&input) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("cannot read {}: {e}", input.display())),
+    };
+    let policy = if target == "scenario" {
+        "fixed"
+    } else {
+        "legacy"
+    };
+    let toml = match sim::fuzz::input_to_toml(&data, policy) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", input.display())),
+    };
+    let header = format!(
+        "# From fuzz target `{target}`, input {}.\n# Replay: fwsim run {}\n",
+        input.display(),
+        out.display()
+    );
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
+    if let Err(e) = std::fs::write(&out, header + &toml) {
+        return fail(format!("cannot write {}: {e}", out.display()));
+    }
+    eprintln!("scenario written to {}", out.display());
+    if !no_regression {
+        let name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let dir = PathBuf::from("fuzz/regressions").join(&target);
+        let copied =
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&input, dir.join(&name)));
+        match copied {
+            Ok(_) => eprintln!("regression input copied to {}", dir.join(&name).display()),
+            Err(e) => return fail(format!("cannot copy into {}: {e}", dir.display())),
+        }
+    }
+    let config = match scenario::load(&out, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let report_ = match sim::run(&config, RunOptions::default()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let replay = report::replay_command(&out.display().to_string(), &config, &[]);
+    print!("{}", report::human(&config, &report_, &replay, false));
+    if report_.summary.violations() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Arguments of `fwsim sweep`.
@@ -280,6 +362,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sweep(args) => sweep(args),
+        Command::FromCrash {
+            input,
+            target,
+            out,
+            no_regression,
+        } => from_crash(input, target, out, no_regression),
         Command::Run {
             scenario: path,
             seed,
