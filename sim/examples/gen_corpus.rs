@@ -26,7 +26,7 @@ fn main() -> std::io::Result<()> {
     // Scenario targets: for each app and first-workload kind of the field scenarios, the first
     // inputs that decode to that combination.
     let apps = ["forum", "multi-client", "server-closes", "echo"];
-    let kinds = ["nc", "hold", "stream"];
+    let kinds = ["nc", "hold", "stream", "reset"];
     for target in ["scenario", "scenario_legacy"] {
         fs::create_dir_all(root.join(target))?;
     }
@@ -39,7 +39,7 @@ fn main() -> std::io::Result<()> {
         let Some(w) = s.workloads.first() else {
             continue;
         };
-        let key = (usize::from(s.app % 4), usize::from(w.kind % 3));
+        let key = (usize::from(s.app % 4), usize::from(w.kind % 4));
         let n = written.entry(key).or_insert(0);
         if *n >= 2 {
             continue;

@@ -63,10 +63,11 @@ impl FuzzScenario {
             .iter()
             .take(3)
             .map(|w| {
-                let kind = match w.kind % 3 {
+                let kind = match w.kind % 4 {
                     0 => ProgramKind::Nc,
                     1 => ProgramKind::Hold,
-                    _ => ProgramKind::Stream,
+                    2 => ProgramKind::Stream,
+                    _ => ProgramKind::Reset,
                 };
                 let payload: String = (0..(w.payload_len % 48) + 1)
                     .map(|i| format!("{:02x}", i.wrapping_mul(37).wrapping_add(w.payload_len)))

@@ -23,6 +23,9 @@ pub enum Verdict {
     /// Visible to the peer: connect refused or timed out, RST while attached, or the peer gave
     /// up waiting for the device to close (a hanging `nc`).
     RefusedVisibly,
+    /// The peer aborted the connection itself (RST) before the application had all of it: the
+    /// peer gave up its claim (a receiver may flush on RST), so this is not a violation.
+    AbortedByPeer,
     /// The run ended while the peer program was still running (a stalled connection, a
     /// liveness failure): nothing was discarded yet, so it is not counted as silent loss.
     Unfinished,
@@ -45,6 +48,7 @@ impl Verdict {
             Verdict::NeverAccepted => "NEVER ACCEPTED",
             Verdict::Corrupted => "CORRUPTED",
             Verdict::RefusedVisibly => "visible to peer",
+            Verdict::AbortedByPeer => "aborted by peer",
             Verdict::Unfinished => "unfinished",
         }
     }
@@ -148,6 +152,8 @@ impl Oracle {
                     Verdict::Delivered
                 } else if !p.finished {
                     Verdict::Unfinished
+                } else if p.peer_aborted {
+                    Verdict::AbortedByPeer
                 } else if p.reset_seen || p.gave_up_waiting {
                     Verdict::RefusedVisibly
                 } else if !device.accepted {
@@ -182,6 +188,7 @@ pub struct Summary {
     pub corrupted: u64,
     pub refused_visible: u64,
     pub unfinished: u64,
+    pub aborted_by_peer: u64,
     pub bytes_acked: u64,
     pub bytes_delivered: u64,
     /// Share of connections with a violation.
@@ -203,6 +210,7 @@ impl Summary {
                 Verdict::Corrupted => s.corrupted += 1,
                 Verdict::RefusedVisibly => s.refused_visible += 1,
                 Verdict::Unfinished => s.unfinished += 1,
+                Verdict::AbortedByPeer => s.aborted_by_peer += 1,
             }
             s.bytes_acked += r.bytes_acked;
             s.bytes_delivered += r.device.bytes_read.min(r.bytes_acked);
@@ -246,6 +254,7 @@ mod tests {
             device_fin_seen: false,
             gave_up_waiting: false,
             finished: true,
+            peer_aborted: false,
             payload: Payload::Bytes(Rc::from(&b"abcd"[..])),
         }
     }
@@ -258,6 +267,24 @@ mod tests {
     }
 
     /// Each verdict is reachable, and only from its own evidence.
+    #[test]
+    fn unfinished_and_peer_aborted_connections_are_not_silent_loss() {
+        let o = Oracle::default();
+        let mut running = peer(1, true, 4);
+        running.finished = false;
+        let mut aborted = peer(2, true, 4);
+        aborted.peer_aborted = true;
+        let rows = o.judge([running, aborted].iter());
+        assert_eq!(rows[0].verdict, Verdict::Unfinished);
+        assert_eq!(rows[1].verdict, Verdict::AbortedByPeer);
+        assert_eq!(Summary::of(&rows).violations(), 0);
+        // The same connection, finished and not aborted, is a silent loss.
+        assert_eq!(
+            o.judge([peer(3, true, 4)].iter())[0].verdict,
+            Verdict::NeverAccepted
+        );
+    }
+
     #[test]
     fn verdicts_follow_the_evidence() {
         let mut o = Oracle::default();

@@ -32,6 +32,9 @@ pub enum ProgramKind {
     /// Send `stream_bytes` of a counting pattern, wait until all is acknowledged, keep the
     /// connection `hold_ms` longer, then close.
     Stream,
+    /// Send the payload, wait until it is acknowledged, then abort with RST `close_delay_us`
+    /// later (data the device acknowledged must still reach the application).
+    Reset,
 }
 
 /// One workload: a program and its schedule. All fields can be set in a scenario's `[[peer]]`.
@@ -245,6 +248,9 @@ pub struct PeerConnRecord {
     pub device_fin_seen: bool,
     /// The program ran to its end before the run stopped.
     pub finished: bool,
+    /// The program aborted the connection itself (RST): it gave up any claim on delivery
+    /// (RFC 9293 3.10.7.4 lets the receiver flush its queues).
+    pub peer_aborted: bool,
     /// The program stopped waiting for the device to close (`linger_ms` passed without the
     /// device's FIN or RST): like `nc -N` hanging, something the user sees.
     pub gave_up_waiting: bool,
@@ -272,6 +278,7 @@ pub enum PeerEvent {
     Established { port: u16 },
     Sent { port: u16, bytes: usize },
     FinSent { port: u16 },
+    ResetSent { port: u16 },
     ResetSeen { port: u16 },
     ConnectFailed { port: u16 },
     Finished { port: u16 },
@@ -285,6 +292,7 @@ impl PeerEvent {
             | PeerEvent::Established { port }
             | PeerEvent::Sent { port, .. }
             | PeerEvent::FinSent { port }
+            | PeerEvent::ResetSent { port }
             | PeerEvent::ResetSeen { port }
             | PeerEvent::ConnectFailed { port }
             | PeerEvent::Finished { port } => port,
@@ -449,6 +457,7 @@ impl PeerHost {
                 device_fin_seen: false,
                 gave_up_waiting: false,
                 finished: false,
+                peer_aborted: false,
                 payload: self.payloads[workload].clone(),
             },
             last_state: tcp::State::SynSent,
@@ -577,14 +586,29 @@ impl PeerHost {
                                 ProgramKind::Nc => {
                                     Phase::CloseAt(now + Duration::from_micros(w.close_delay_us))
                                 }
-                                ProgramKind::Hold | ProgramKind::Stream => Phase::WaitAcked,
+                                ProgramKind::Hold | ProgramKind::Stream | ProgramKind::Reset => {
+                                    Phase::WaitAcked
+                                }
                             };
                         } else if !socket.may_send() {
                             c.phase = Phase::Lingering(now);
                         }
                     }
                     Phase::WaitAcked if socket.send_queue() == 0 || !socket.may_send() => {
-                        c.phase = Phase::CloseAt(now + Duration::from_millis(w.hold_ms));
+                        let after = match w.kind {
+                            ProgramKind::Reset => Duration::from_micros(w.close_delay_us),
+                            _ => Duration::from_millis(w.hold_ms),
+                        };
+                        c.phase = Phase::CloseAt(now + after);
+                    }
+                    Phase::CloseAt(t) if now >= t && w.kind == ProgramKind::Reset => {
+                        // Our own RST: the program is done; the device's answer does not matter.
+                        socket.abort();
+                        c.record.peer_aborted = true;
+                        self.events.push(PeerEvent::ResetSent { port });
+                        c.record.finished = true;
+                        c.phase = Phase::Done;
+                        self.events.push(PeerEvent::Finished { port });
                     }
                     Phase::CloseAt(t) if now >= t => {
                         socket.close();

@@ -81,8 +81,8 @@ pub fn human(config: &RunConfig, report: &RunReport, replay: &str, all_rows: boo
     }
     let _ = writeln!(
         out,
-        "summary: {} connections: {} delivered, {} data silently lost, {} never accepted, {} corrupted, {} refused visibly, {} unfinished | bytes acked {} delivered {} | loss {:.1}% | trace {}",
-        s.connections, s.delivered, s.silently_lost, s.never_accepted, s.corrupted, s.refused_visible, s.unfinished,
+        "summary: {} connections: {} delivered, {} data silently lost, {} never accepted, {} corrupted, {} visible to peer, {} aborted by peer, {} unfinished | bytes acked {} delivered {} | loss {:.1}% | trace {}",
+        s.connections, s.delivered, s.silently_lost, s.never_accepted, s.corrupted, s.refused_visible, s.aborted_by_peer, s.unfinished,
         s.bytes_acked, s.bytes_delivered, s.loss_fraction * 100.0, report.trace_hash
     );
     let verdict = if s.violations() > 0 {
@@ -111,6 +111,7 @@ pub fn json(config: &RunConfig, report: &RunReport, replay: &str) -> serde_json:
         "corrupted": s.corrupted,
         "refused_visible": s.refused_visible,
         "unfinished": s.unfinished,
+        "aborted_by_peer": s.aborted_by_peer,
         "bytes_acked": s.bytes_acked,
         "bytes_delivered": s.bytes_delivered,
         "loss_fraction": s.loss_fraction,
