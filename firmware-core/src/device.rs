@@ -27,7 +27,6 @@ pub struct DeviceSeeds {
 pub struct Device {
     iface: Interface,
     pub(crate) hal: Hal,
-    address: Ipv4Address,
     now: Instant,
     scratch: Vec<u8>,
     held_syn: Option<(Vec<u8>, IpEndpoint, u16)>,
@@ -55,17 +54,11 @@ impl Device {
         Device {
             iface,
             hal: Hal::new(policy, config, seeds.worker),
-            address,
             now,
             scratch: Vec::new(),
             held_syn: None,
             reinject: None,
         }
-    }
-
-    /// The device's IPv4 address.
-    pub fn address(&self) -> Ipv4Address {
-        self.address
     }
 
     /// The policy the device runs.

@@ -190,13 +190,6 @@ impl Hal {
         Some(id)
     }
 
-    /// Number of connections waiting in a server's accept queue.
-    pub fn accept_queue_len(&self, server: ServerId) -> usize {
-        self.servers
-            .get(server.0 as usize)
-            .map_or(0, |s| s.accept_queue.len())
-    }
-
     /// Keeps listeners armed: at most `backlog` connections pending (listening, in handshake
     /// or queued) per server, and no more stack sockets than the pool has slots for.
     pub(crate) fn rearm_listeners(&mut self) {
@@ -723,11 +716,5 @@ impl Hal {
             .flatten()
             .filter(|s| s.handle.is_some() && s.role != Role::Listener)
             .count()
-    }
-
-    /// TCP state of a handle's stack socket (for tests and traces).
-    pub fn tcp_state(&self, id: SockId) -> Option<tcp::State> {
-        let handle = self.slot(id).ok()?.handle?;
-        Some(self.sockets.get::<tcp::Socket>(handle).state())
     }
 }

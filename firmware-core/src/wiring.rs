@@ -48,11 +48,6 @@ impl TcpServer {
             None => TcpClient::invalid(),
         }
     }
-
-    /// Connections waiting in the accept queue.
-    pub fn accept_queue_len(&self, dev: &Device) -> usize {
-        self.server.map_or(0, |s| dev.hal.accept_queue_len(s))
-    }
 }
 
 /// `TCPClient`: one connection with the Wiring receive buffer (L1: 128 bytes on the Photon).

@@ -86,6 +86,20 @@ impl std::io::Write for SharedBuf {
     }
 }
 
+/// The packets of a pcap file (raw IP), checking the magic and that the records tile the file.
+fn pcap_packets(bytes: &[u8]) -> Vec<&[u8]> {
+    assert_eq!(&bytes[..4], &0xa1b2c3d4u32.to_le_bytes(), "pcap magic");
+    let mut at = 24;
+    let mut packets = Vec::new();
+    while at < bytes.len() {
+        let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        packets.push(&bytes[at + 16..at + 16 + incl]);
+        at += 16 + incl;
+    }
+    assert_eq!(at, bytes.len(), "records tile the file");
+    packets
+}
+
 #[test]
 fn pcap_holds_every_device_packet_as_raw_ip() {
     let buf = SharedBuf::default();
@@ -99,23 +113,17 @@ fn pcap_holds_every_device_packet_as_raw_ip() {
     )
     .unwrap();
     let bytes = buf.0.borrow().clone();
-    // Global header: magic, version 2.4, link type 101 (raw IP).
-    assert_eq!(&bytes[..4], &0xa1b2c3d4u32.to_le_bytes());
+    // Global header: link type 101 (raw IP).
     assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), 101);
-    let mut at = 24;
     let mut packets = 0u64;
     let mut syns = 0;
-    while at < bytes.len() {
-        let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        let pkt = &bytes[at + 16..at + 16 + incl];
+    for pkt in pcap_packets(&bytes) {
         assert_eq!(pkt[0] >> 4, 4, "IPv4");
         if pkt[9] == 6 && pkt[20 + 13] & 0x12 == 0x02 {
             syns += 1;
         }
         packets += 1;
-        at += 16 + incl;
     }
-    assert_eq!(at, bytes.len(), "records tile the file");
     assert_eq!(
         packets,
         r.downlink.delivered + r.uplink.enqueued,
@@ -305,13 +313,9 @@ fn fin_overtaking_data_loses_nothing_under_fixed() {
         }
         // Walk the packets the device received: a FIN before any data on its connection.
         let bytes = buf.0.borrow().clone();
-        let mut at = 24;
         let mut seen_data = std::collections::BTreeSet::new();
         let mut fin_first = std::collections::BTreeSet::new();
-        while at + 16 <= bytes.len() {
-            let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-            let pkt = &bytes[at + 16..at + 16 + incl];
-            at += 16 + incl;
+        for pkt in pcap_packets(&bytes) {
             let to_device = pkt[16..20] == [192, 168, 1, 10];
             if !to_device || pkt[9] != 6 {
                 continue;
