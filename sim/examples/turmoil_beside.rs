@@ -6,10 +6,10 @@
 //!
 //! Run: `cargo run -p sim --example turmoil_beside`
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sim::scenario;
-use sim::turmoil_backend::FwsimHosts;
+use sim::turmoil_backend::{self, FwsimHosts};
 use sim::RunOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::{TcpListener, TcpStream};
@@ -30,13 +30,10 @@ interval_ms = 500
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = scenario::parse("beside.toml", SCENARIO, &[])?;
 
-    let mut sim = turmoil::Builder::new()
+    // The scenario's tick, seed and epoch; turmoil's own latency off (the link model applies
+    // it to fwsim's packets). Your settings go on top.
+    let mut sim = turmoil_backend::sim_builder(&config)
         .simulation_duration(Duration::from_secs(120))
-        .tick_duration(Duration::from_millis(1))
-        .min_message_latency(Duration::ZERO)
-        .max_message_latency(Duration::ZERO)
-        .rng_seed(7)
-        .epoch(SystemTime::UNIX_EPOCH)
         .build();
 
     // Your own hosts: a turmoil TCP echo service and a client of it.

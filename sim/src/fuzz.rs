@@ -133,7 +133,7 @@ impl FuzzScenario {
                 downlink: LinkOverrides::default(),
             },
             peer,
-            turmoil_tick_us: 1000,
+            turmoil_tick_us: crate::scenario::default_turmoil_tick(),
             fault: Vec::new(),
         }
     }

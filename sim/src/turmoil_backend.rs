@@ -7,11 +7,14 @@
 //! from the time they were sent (each datagram carries it). Delays, loss, reordering, batching,
 //! power save and stalls therefore mean the same on both backends.
 //!
-//! Time: turmoil advances in steps of `turmoil_tick_us` and delivers datagrams only at step
-//! boundaries. Inside a step no input can arrive, so each host runs its own events (application
-//! loop, worker thread, stack timers, link deliveries) at microsecond resolution up to the next
-//! boundary. The tick therefore bounds only how late a packet can reach the other host (at most
-//! one tick beyond its link delay): a smaller tick is more faithful, a larger one faster.
+//! Time: turmoil advances in steps of `turmoil_tick_us`, running the hosts one after another in
+//! the order they were added; a datagram sent during a step reaches a host that runs later in
+//! the same step, or every host at the next step. Each host runs its own events (application
+//! loop, worker thread, stack timers, link deliveries) at microsecond resolution up to the end
+//! of the step. The peer runs first, so the uplink (peer to device) is exact at any tick: each
+//! packet reaches the device at its link-model time. The downlink can be up to one tick late
+//! (two hosts with zero link delay cannot both be exact in fixed steps), so a smaller tick is
+//! more faithful for the peer's view, a larger one faster.
 //!
 //! Use [`run_turmoil`] for a scenario, or [`FwsimHosts::add_to`] to put a fwsim device and peer
 //! into a turmoil [`turmoil::Sim`] of your own, beside your hosts.
@@ -59,6 +62,18 @@ fn sim_now() -> Instant {
     Instant::from_micros(elapsed.as_micros() as i64)
 }
 
+/// The start of the current turmoil step. Hosts wake only at step starts; anything else means
+/// the simulation's tick is not the scenario's `turmoil_tick_us` (build it with [`sim_builder`]).
+fn step_start(tick: Duration) -> Instant {
+    let now = sim_now();
+    assert!(
+        (now.total_micros() as u64).is_multiple_of(tick.total_micros().max(1)),
+        "fwsim host woke at {now} inside a step of {tick}: the turmoil Sim's tick must equal \
+         the scenario's turmoil_tick_us (build it with sim::turmoil_backend::sim_builder)"
+    );
+    now
+}
+
 /// Moves every datagram that arrived into the host's incoming link, at the time it was sent
 /// (the first 8 bytes), so link delays count from the true send time.
 fn receive_into(sock: &UdpSocket, link: &mut Link, buf: &mut [u8]) {
@@ -86,8 +101,8 @@ fn send_out(sock: &UdpSocket, outbox: &mut Link, now: Instant, to: IpAddr, out: 
     }
 }
 
-/// Within one turmoil step no datagram can arrive (turmoil delivers at step boundaries), so a
-/// host runs its own events at full resolution up to the next boundary: `run` is called at each
+/// Once a host runs in a turmoil step, nothing more reaches it in that step (hosts run one after
+/// another), so it runs its own events at full resolution up to the next boundary: `run` is called at each
 /// event time in `[start, start + tick)` and returns the host's next event. Returns the first
 /// event at or after the boundary, if any.
 fn run_until_boundary(
@@ -169,7 +184,7 @@ async fn device_host(
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
     let mut healed = false;
     loop {
-        now = sim_now();
+        now = step_start(tick);
         if !healed && shared.borrow().healed {
             healed = true;
             downlink.heal();
@@ -244,7 +259,7 @@ async fn peer_host(
     let mut done = false;
     while !done {
         receive_into(&sock, &mut uplink, &mut buf);
-        let start = sim_now();
+        let start = step_start(tick);
         let next = run_until_boundary(start, tick, |t| {
             if t > end {
                 timed_out = true;
@@ -313,6 +328,9 @@ pub struct FwsimHosts {
 impl FwsimHosts {
     /// Adds the scenario's device (a host) and peer (a client) to `sim` under the names
     /// `device` and `peer`. Run the simulation, then read [`FwsimHosts::report`].
+    ///
+    /// `sim` must step by the scenario's `turmoil_tick_us`: build it from [`sim_builder`].
+    /// A mismatch panics at the first step that shows it.
     pub fn add_to(
         sim: &mut turmoil::Sim<'_>,
         config: &RunConfig,
@@ -338,10 +356,14 @@ impl FwsimHosts {
             downlink: LinkStats::default(),
         }));
         let config = Rc::new(config.clone());
-        let (c, s, p) = (config.clone(), shared.clone(), peer.to_string());
-        sim.host(device, move || device_host(c.clone(), s.clone(), p.clone()));
+        // turmoil runs hosts in the order they were added, and a datagram sent earlier in a
+        // step reaches a later host in the same step. The peer goes first, so everything it
+        // sends reaches the device at its exact link-model time, whatever the tick: the
+        // arrival of data and FIN against the application loop is what the field bug is about.
         let (c, s, d) = (config.clone(), shared.clone(), device.to_string());
         sim.client(peer, peer_host(c, s, d));
+        let (c, s, p) = (config.clone(), shared.clone(), peer.to_string());
+        sim.host(device, move || device_host(c.clone(), s.clone(), p.clone()));
         FwsimHosts {
             shared,
             config,
@@ -385,9 +407,13 @@ impl FwsimHosts {
     }
 }
 
-/// Runs one scenario on the turmoil backend, applying its timed faults between steps.
-pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
-    let mut sim = turmoil::Builder::new()
+/// A turmoil builder for a simulation that will hold the scenario's hosts: its tick is the
+/// scenario's `turmoil_tick_us`, turmoil's own latency and random loss are off (the link model
+/// applies them), and its seed and epoch come from the scenario, so runs repeat exactly.
+/// Add your own settings and hosts, then [`FwsimHosts::add_to`].
+pub fn sim_builder(config: &RunConfig) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    builder
         .simulation_duration(StdDuration::from_millis(config.max_duration_ms + 60_000))
         .tick_duration(StdDuration::from_micros(config.turmoil_tick_us.max(1)))
         .min_message_latency(StdDuration::ZERO)
@@ -395,8 +421,13 @@ pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport,
         .fail_rate(0.0)
         .udp_capacity(1 << 16)
         .rng_seed(split_seed(config.seed, "turmoil"))
-        .epoch(SystemTime::UNIX_EPOCH)
-        .build();
+        .epoch(SystemTime::UNIX_EPOCH);
+    builder
+}
+
+/// Runs one scenario on the turmoil backend, applying its timed faults between steps.
+pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
+    let mut sim = sim_builder(config).build();
     let hosts = FwsimHosts::add_to(&mut sim, config, options, "device", "peer");
     let mut faults = config.faults.clone();
     faults.sort_by_key(|f| f.at_ms);

@@ -184,3 +184,60 @@ fn link_statistics_agree_across_backends() {
         );
     }
 }
+
+/// The time of the first trace line of `who` containing `what`.
+fn first_event_us(lines: &[String], who_what: &str) -> Option<u64> {
+    lines
+        .iter()
+        .find(|l| l.contains(who_what))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+/// The peer runs first in every turmoil step, so its packets reach the device at their exact
+/// link-model time whatever the tick: the first SYN arrives at the same microsecond as on the
+/// loopback backend. (With the device first, a 7 ms or 20 ms tick would hold the SYN until the
+/// next step boundary.)
+#[test]
+fn uplink_is_exact_at_any_tick() {
+    let c = load("forum", &["peer.0.count=1", "device.policy=fixed"]);
+    let syn_at = |c: &RunConfig| {
+        let r = sim::run(
+            c,
+            RunOptions {
+                keep_trace: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let lines = r.trace_lines.unwrap();
+        let opened = first_event_us(&lines, "peer Opened").unwrap();
+        let syn = first_event_us(&lines, "device SynReceived").unwrap();
+        (opened, syn)
+    };
+    let (opened, syn) = syn_at(&on(Backend::Loopback, c.clone()));
+    assert!(syn > opened, "the uplink has a delay: {opened} {syn}");
+    for tick_us in [1_000, 7_000, 20_000] {
+        let mut t = on(Backend::Turmoil, c.clone());
+        t.turmoil_tick_us = tick_us;
+        assert_eq!(syn_at(&t), (opened, syn), "tick {tick_us} us");
+    }
+}
+
+/// A user's simulation stepping by another tick than the scenario's is a harness bug, caught
+/// at once rather than silently running the hosts' events at the wrong times.
+#[test]
+fn mismatched_tick_is_caught() {
+    let c = load("forum", &["peer.0.count=1", "turmoil_tick_us=20000"]);
+    let mut sim = sim::turmoil_backend::sim_builder(&c)
+        .tick_duration(std::time::Duration::from_millis(1))
+        .build();
+    let _hosts = sim::turmoil_backend::FwsimHosts::add_to(
+        &mut sim,
+        &c,
+        RunOptions::default(),
+        "device",
+        "peer",
+    );
+    let err = sim.run().expect_err("the mismatch stops the simulation");
+    assert!(err.to_string().contains("turmoil_tick_us"), "{err}");
+}
