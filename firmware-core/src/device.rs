@@ -111,6 +111,7 @@ impl Device {
                         self.reinject = Some(syn);
                         syn_next = true;
                     }
+                    SynAdmission::IgnoreDuplicate => {}
                 }
                 continue;
             }

@@ -56,6 +56,11 @@ pub(crate) enum SynAdmission {
     DropSilently,
     /// The pool is full but holds a socket the application closed: reclaim it, then pass.
     ReclaimFirst,
+    /// A retransmitted SYN of a handshake in progress while a listener is armed. smoltcp gives
+    /// a SYN to the first socket that accepts it, which can be a listener re-armed in a lower
+    /// slot (a second connection, and an RST for the peer); lwIP matches the SYN_RCVD control
+    /// block first. Ignoring it leaves the answer to that socket's SYN-ACK retransmission.
+    IgnoreDuplicate,
 }
 
 /// A server socket's handle (`TCPServer::_sock`).
@@ -299,10 +304,11 @@ impl Hal {
         };
         let server = server as u32;
         let (mut listening, mut pending, mut in_pool, mut reclaimable) = (false, 0, 0, false);
+        let mut in_progress = false;
         for slot in self.slots.iter().flatten() {
             if slot.role != Role::Listener && slot.conn.remote == remote {
                 // A retransmitted SYN of a connection in progress: its socket answers it.
-                return SynAdmission::Pass;
+                in_progress = true;
             }
             // Counted as `rearm_listeners` counts: every stack socket, listeners included.
             if slot.handle.is_some() {
@@ -316,6 +322,13 @@ impl Hal {
                     Role::Accepted => {}
                 }
             }
+        }
+        if in_progress {
+            return if listening {
+                SynAdmission::IgnoreDuplicate
+            } else {
+                SynAdmission::Pass
+            };
         }
         if listening {
             return SynAdmission::Pass;

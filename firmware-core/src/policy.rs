@@ -508,6 +508,68 @@ mod rule_tests {
         assert_eq!(b.peer(second).state(), State::Established);
     }
 
+    /// A peer's SYN is retransmitted (its SYN-ACK was lost) after a listener was re-armed in a
+    /// pool slot before the half-open socket's: smoltcp hands a SYN to the first socket that
+    /// accepts it, so without care the listener would open a second connection and the peer
+    /// would be reset. The handshake in progress must keep the connection (lwIP matches
+    /// SYN_RCVD PCBs before listeners).
+    fn retransmitted_syn(policy: Policy) {
+        let config = DeviceConfig {
+            backlog: 3,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let (mut b, mut server) = bench_with(policy, config);
+        let first = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut first_client = accepted(&mut b, &mut server);
+        // The second SYN reaches the device; its SYN-ACK is lost.
+        let second = b.connect(PORT);
+        b.poll_peer();
+        let syn = b
+            .to_device()
+            .front()
+            .cloned()
+            .expect("the peer sent its SYN");
+        b.poll_device();
+        b.lose_to_peer();
+        // The first connection ends on both sides, freeing its slot (a listener is re-armed).
+        b.peer_close(first);
+        b.exchange();
+        first_client.stop(&mut b.dev);
+        b.advance(50);
+        // A third connection is accepted; the listener replacing it goes into the freed slot,
+        // before the half-open socket.
+        let _third = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let _third_client = accepted(&mut b, &mut server);
+        b.exchange();
+        // The peer's retransmitted SYN.
+        b.inject(syn);
+        b.exchange();
+        let rst_to_peer = b
+            .to_peer()
+            .iter()
+            .any(|p| p.len() > 33 && p[33] & 0x04 != 0);
+        assert!(!rst_to_peer, "{policy:?}");
+        b.advance(1500);
+        assert_eq!(b.peer(second).state(), State::Established, "{policy:?}");
+        let syns = b
+            .device_events
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::SynReceived { .. }));
+        assert_eq!(syns.count(), 3, "one SYN event per connection ({policy:?})");
+        let mut second_client = accepted(&mut b, &mut server);
+        assert!(second_client.connected(&mut b.dev), "{policy:?}");
+    }
+
+    #[test]
+    fn retransmitted_syn_stays_with_its_handshake() {
+        retransmitted_syn(Policy::LEGACY);
+        retransmitted_syn(Policy::FIXED);
+    }
+
     // L6 / F8 --------------------------------------------------------------------------------
 
     /// One server slot; the device closes the first connection itself (TIME-WAIT on the

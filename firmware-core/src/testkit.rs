@@ -173,7 +173,8 @@ impl Bench {
         self.poll_peer();
     }
 
-    fn poll_peer(&mut self) {
+    /// Polls the peer stack once: what it sends goes on the wire towards the device.
+    pub fn poll_peer(&mut self) {
         let mut end = WireEnd {
             inbound: &mut self.to_peer,
             outbound: &mut self.to_device,
@@ -181,7 +182,8 @@ impl Bench {
         self.peer.poll(self.now, &mut end, &mut self.peer_sockets);
     }
 
-    fn poll_device(&mut self) {
+    /// Polls the device once at the current time: it takes what is on the wire towards it.
+    pub fn poll_device(&mut self) {
         let mut end = WireEnd {
             inbound: &mut self.to_device,
             outbound: &mut self.to_peer,
@@ -224,6 +226,16 @@ impl Bench {
     /// Puts raw bytes on the wire towards the device, as if the link carried them.
     pub fn inject(&mut self, packet: Vec<u8>) {
         self.to_device.push_back(packet);
+    }
+
+    /// Packets on the wire towards the device (for capture in tests).
+    pub fn to_device(&self) -> &VecDeque<Vec<u8>> {
+        &self.to_device
+    }
+
+    /// Loses everything on the wire towards the peer.
+    pub fn lose_to_peer(&mut self) {
+        self.to_peer.clear();
     }
 
     /// Packets the device sent that the peer has not yet received (for capture in tests).

@@ -8,6 +8,18 @@ use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
 use sim::fuzz::{run_scenario, FuzzScenario, ScenarioOutcome};
+use sim::inject::Injector;
+
+/// Byte offset of `FuzzScenario::injectors` in an input (the fields before it: u64, u8, u8,
+/// u16, u8, u16, u8, u16, u8).
+const INJECTORS_AT: usize = 19;
+
+/// Sets the injector mask of a scenario input, checking the layout by decoding it.
+fn set_injectors(data: &mut [u8], mask: u8) {
+    data[INJECTORS_AT] = mask;
+    let decoded = FuzzScenario::arbitrary(&mut Unstructured::new(data)).expect("decodes");
+    assert_eq!(decoded.injectors, mask, "FuzzScenario layout changed");
+}
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
@@ -32,7 +44,9 @@ fn main() -> std::io::Result<()> {
     }
     let mut written = std::collections::BTreeMap::new();
     while written.values().sum::<usize>() < apps.len() * kinds.len() * 2 {
-        let data = bytes(192);
+        let mut data = bytes(192);
+        // Plain timing: no injector (the fuzzer finds them by flipping bits).
+        set_injectors(&mut data, 0);
         let Ok(s) = FuzzScenario::arbitrary(&mut Unstructured::new(&data)) else {
             continue;
         };
@@ -51,6 +65,24 @@ fn main() -> std::io::Result<()> {
         // finding the field bug takes a real search.
         if let ScenarioOutcome::Clean(_) = run_scenario(&data, "legacy") {
             fs::write(root.join("scenario_legacy").join(&name), &data)?;
+        }
+    }
+
+    // One scenario seed per injector, on the forum sketch (fixed target only: under the legacy
+    // rules most of them lose at once).
+    for (i, injector) in Injector::ALL.into_iter().enumerate() {
+        loop {
+            let mut data = bytes(192);
+            set_injectors(&mut data, 1 << i);
+            let Ok(s) = FuzzScenario::arbitrary(&mut Unstructured::new(&data)) else {
+                continue;
+            };
+            if s.app % 4 != 0 || s.workloads.is_empty() {
+                continue;
+            }
+            let name = format!("inject-{injector}");
+            fs::write(root.join("scenario").join(name), &data)?;
+            break;
         }
     }
 

@@ -15,6 +15,7 @@ use firmware_core::smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
 use firmware_core::testkit::{Bench, DEVICE_ADDR, PEER_ADDR};
 use firmware_core::{DeviceConfig, Policy, TcpClient, TcpServer};
 
+use crate::inject::Injector;
 use crate::link::LinkParams;
 use crate::oracle::Summary;
 use crate::peer::{ProgramKind, Workload};
@@ -46,6 +47,8 @@ pub struct FuzzScenario {
     pub loss_per_mille: u8,
     pub jitter_us: u16,
     pub reorder_per_mille: u8,
+    /// Bit i applies `Injector::ALL[i]`.
+    pub injectors: u8,
     pub workloads: Vec<FuzzWorkload>,
 }
 
@@ -107,6 +110,10 @@ impl FuzzScenario {
                 loop_jitter_us: 6,
                 slow_loop_every: u64::from(self.slow_loop_every % 100),
                 slow_loop_us: 3000,
+                loop_stall_on: Vec::new(),
+                loop_stall_us: 0,
+                loop_stall_until_close: false,
+                loop_stall_max_ms: 1000,
                 pool_size: None,
                 pool_reserved: None,
                 backlog: None,
@@ -135,6 +142,7 @@ impl FuzzScenario {
             peer,
             turmoil_tick_us: crate::scenario::default_turmoil_tick(),
             fault: Vec::new(),
+            inject: Injector::from_mask(self.injectors),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`report`]: human and JSON reports.
 
 pub mod fuzz;
+pub mod inject;
 pub mod link;
 pub mod oracle;
 pub mod peer;

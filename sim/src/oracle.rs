@@ -58,7 +58,16 @@ impl Verdict {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceSide {
     pub accepted: bool,
+    /// In-order bytes the device's stack took in (and acknowledged).
+    pub bytes_received: u64,
     pub bytes_read: u64,
+    /// The peer's FIN reached the stack while the application had not read everything yet
+    /// (the field bug's precondition; what the `fin-before-drain` injector arranges).
+    pub fin_before_drain: bool,
+    /// The peer's FIN reached the stack before the application accepted the connection.
+    pub fin_before_accept: bool,
+    /// The peer's RST reached the stack before the application accepted the connection.
+    pub reset_before_accept: bool,
     pub first_mismatch: Option<u64>,
     pub bytes_freed_unread: u64,
     pub app_disconnected: bool,
@@ -76,6 +85,8 @@ pub struct ConnReport {
     pub bytes_acked: u64,
     pub reset_seen: bool,
     pub connect_failed: bool,
+    /// The peer closed and gave up waiting for the device to close (a hanging `nc`).
+    pub peer_gave_up: bool,
     #[serde(flatten)]
     pub device: DeviceSide,
     pub verdict: Verdict,
@@ -105,6 +116,18 @@ impl Oracle {
                 self.side(conn.remote.port).bytes_freed_unread += bytes as u64;
             }
             DeviceEvent::SynDropped { remote } => self.side(remote.port).syn_dropped += 1,
+            DeviceEvent::DataReceived { conn, bytes } => {
+                self.side(conn.remote.port).bytes_received += bytes as u64;
+            }
+            DeviceEvent::PeerClosed { conn, reset } => {
+                let side = self.side(conn.remote.port);
+                if reset {
+                    side.reset_before_accept |= !side.accepted;
+                } else {
+                    side.fin_before_drain |= side.bytes_read < side.bytes_received;
+                    side.fin_before_accept |= !side.accepted;
+                }
+            }
             _ => {}
         }
     }
@@ -170,6 +193,7 @@ impl Oracle {
                     bytes_acked: p.bytes_acked,
                     reset_seen: p.reset_seen,
                     connect_failed: p.connect_failed,
+                    peer_gave_up: p.gave_up_waiting,
                     device,
                     verdict,
                 }

@@ -12,6 +12,7 @@ use firmware_core::smoltcp::time::Duration;
 use firmware_core::{DeviceConfig, Policy};
 use serde::{Deserialize, Serialize};
 
+use crate::inject::Injector;
 use crate::link::{JitterDist, LinkParams};
 use crate::peer::{parse_hex, Workload};
 
@@ -83,6 +84,18 @@ pub enum AppName {
     Echo,
 }
 
+/// A segment whose arrival at the device stalls the application loop (`device.loop_stall_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StallTrigger {
+    /// A connection request (SYN without ACK).
+    Syn,
+    /// The peer's FIN.
+    Fin,
+    /// The peer's RST.
+    Rst,
+}
+
 /// `[device]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +116,18 @@ pub struct DeviceTable {
     pub slow_loop_every: u64,
     #[serde(default = "default_slow_us")]
     pub slow_loop_us: u64,
+    /// When one of these segments reaches the device, the application loop's next iteration
+    /// waits at least `loop_stall_us` (the system thread busy at that moment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loop_stall_on: Vec<StallTrigger>,
+    #[serde(default)]
+    pub loop_stall_us: u64,
+    /// With this set, a `loop_stall_on` segment holds the loop until the same connection's FIN
+    /// or RST arrives (then `loop_stall_us` more), at most `loop_stall_max_ms`.
+    #[serde(default)]
+    pub loop_stall_until_close: bool,
+    #[serde(default = "default_stall_max")]
+    pub loop_stall_max_ms: u64,
     pub pool_size: Option<usize>,
     pub pool_reserved: Option<usize>,
     pub backlog: Option<usize>,
@@ -126,6 +151,9 @@ pub struct DeviceTable {
     pub close_after: usize,
 }
 
+fn default_stall_max() -> u64 {
+    1000
+}
 fn default_port() -> u16 {
     6000
 }
@@ -284,6 +312,9 @@ pub struct ScenarioFile {
     /// Timed network faults (turmoil backend).
     #[serde(default)]
     pub fault: Vec<Fault>,
+    /// Injectors applied on top of the file (see [`crate::inject`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inject: Vec<Injector>,
 }
 
 pub(crate) fn default_turmoil_tick() -> u64 {
@@ -356,6 +387,12 @@ pub struct RunConfig {
     pub loop_jitter_us: u64,
     pub slow_loop_every: u64,
     pub slow_loop_us: u64,
+    pub loop_stall_on: Vec<StallTrigger>,
+    pub loop_stall_us: u64,
+    pub loop_stall_until_close: bool,
+    pub loop_stall_max_ms: u64,
+    /// The injectors that shaped this run (already applied to the fields above).
+    pub injected: Vec<Injector>,
     pub preset: String,
     pub uplink: LinkParams,
     pub downlink: LinkParams,
@@ -385,7 +422,8 @@ fn toml_error(origin: &str, text: Option<&str>, e: &toml::de::Error) -> Scenario
 }
 
 /// Applies one `key.path=value` override to a document. The value is read as TOML
-/// (`3`, `0.5`, `"x"`, `true`); anything else is taken as a string.
+/// (`3`, `0.5`, `"x"`, `true`); anything else is taken as a string. `key+=value` appends to a
+/// list (`inject+=fin-before-drain`).
 pub fn apply_set(doc: &mut toml::Table, assignment: &str) -> Result<(), ScenarioError> {
     let err = |message: String| ScenarioError {
         origin: "--set".into(),
@@ -395,7 +433,10 @@ pub fn apply_set(doc: &mut toml::Table, assignment: &str) -> Result<(), Scenario
     let (key, value) = assignment
         .split_once('=')
         .ok_or_else(|| err(format!("`{assignment}`: expected KEY=VALUE")))?;
-    let key = key.trim();
+    let (key, append) = match key.trim().strip_suffix('+') {
+        Some(k) => (k.trim(), true),
+        None => (key.trim(), false),
+    };
     let value = value.trim();
     let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
@@ -420,8 +461,20 @@ pub fn apply_set(doc: &mut toml::Table, assignment: &str) -> Result<(), Scenario
             _ => return Err(err(format!("`{key}`: `{part}` is not a table"))),
         };
     }
-    table.insert(last.to_string(), parsed);
-    Ok(())
+    if !append {
+        table.insert(last.to_string(), parsed);
+        return Ok(());
+    }
+    match table
+        .entry(last.to_string())
+        .or_insert_with(|| toml::Value::Array(Vec::new()))
+    {
+        toml::Value::Array(a) => {
+            a.push(parsed);
+            Ok(())
+        }
+        _ => Err(err(format!("`{key}+=`: `{key}` is not a list"))),
+    }
 }
 
 fn set_in_array(
@@ -475,8 +528,13 @@ pub fn parse(origin: &str, text: &str, sets: &[String]) -> Result<RunConfig, Sce
     resolve(origin, file)
 }
 
-/// Checks a parsed scenario and resolves it into a [`RunConfig`].
-pub fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
+/// Checks a parsed scenario and resolves it into a [`RunConfig`], after applying its injectors.
+pub fn resolve(origin: &str, mut f: ScenarioFile) -> Result<RunConfig, ScenarioError> {
+    f.inject.sort();
+    f.inject.dedup();
+    for injector in f.inject.clone() {
+        injector.apply(&mut f);
+    }
     let err = |message: String| ScenarioError {
         origin: origin.to_string(),
         position: None,
@@ -576,6 +634,11 @@ pub fn resolve(origin: &str, f: ScenarioFile) -> Result<RunConfig, ScenarioError
         loop_jitter_us: d.loop_jitter_us,
         slow_loop_every: d.slow_loop_every,
         slow_loop_us: d.slow_loop_us,
+        loop_stall_on: d.loop_stall_on.clone(),
+        loop_stall_us: d.loop_stall_us,
+        loop_stall_until_close: d.loop_stall_until_close,
+        loop_stall_max_ms: d.loop_stall_max_ms,
+        injected: f.inject,
         preset,
         uplink,
         downlink,

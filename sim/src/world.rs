@@ -21,7 +21,7 @@ use twox_hash::XxHash3_128;
 use crate::link::{Link, LinkStats};
 use crate::oracle::{ConnReport, Oracle, Summary};
 use crate::peer::{PeerEvent, PeerHost};
-use crate::scenario::RunConfig;
+use crate::scenario::{RunConfig, StallTrigger};
 
 /// The device's address.
 pub const DEVICE_ADDR: Ipv4Address = Ipv4Address::new(192, 168, 1, 10);
@@ -314,6 +314,33 @@ pub(crate) struct DeviceNode {
     clock: LoopClock,
     next_tick: Instant,
     events: Vec<DeviceEvent>,
+    stall_on: Vec<StallTrigger>,
+    stall: Duration,
+    stall_until_close: bool,
+    stall_max: Duration,
+    /// The connection (peer port) whose FIN or RST will release the held loop, and when the
+    /// hold ends without it.
+    stall_held_for: Option<(u16, Instant)>,
+}
+
+/// The peer port and kind of a SYN, FIN or RST segment toward the device.
+fn stall_trigger(packet: &[u8]) -> Option<(u16, StallTrigger)> {
+    use firmware_core::smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket};
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let trigger = if tcp.rst() {
+        StallTrigger::Rst
+    } else if tcp.syn() && !tcp.ack() {
+        StallTrigger::Syn
+    } else if tcp.fin() {
+        StallTrigger::Fin
+    } else {
+        return None;
+    };
+    Some((tcp.src_port(), trigger))
 }
 
 impl DeviceNode {
@@ -359,6 +386,11 @@ impl DeviceNode {
             clock,
             next_tick,
             events: Vec::new(),
+            stall_on: config.loop_stall_on.clone(),
+            stall: Duration::from_micros(config.loop_stall_us),
+            stall_until_close: config.loop_stall_until_close,
+            stall_max: Duration::from_millis(config.loop_stall_max_ms),
+            stall_held_for: None,
         }
     }
 
@@ -377,6 +409,9 @@ impl DeviceNode {
         oracle: &mut Oracle,
         trace: &mut Trace,
     ) -> bool {
+        if !self.stall_on.is_empty() {
+            self.stall_loop(now, phy, trace);
+        }
         let tick = now >= self.next_tick;
         // The app's HAL calls need no poll first unless packets or device timers are due.
         if !(!phy.rx.is_empty() || device_due || tick) {
@@ -384,6 +419,8 @@ impl DeviceNode {
         }
         if !phy.rx.is_empty() || device_due {
             self.device.poll(now, phy);
+            // What the stack saw happened before this loop iteration's reads.
+            self.report_events(now, oracle, trace);
         }
         if tick {
             let mut sink = AppSink { oracle, trace, now };
@@ -394,6 +431,52 @@ impl DeviceNode {
                 self.device.poll(now, phy);
             }
         }
+        self.report_events(now, oracle, trace);
+        true
+    }
+
+    /// Injected system stalls, decided before the stack sees the packets now arriving: a
+    /// `stall_on` segment delays the next loop iteration by `stall`, or with `stall_until_close`
+    /// holds it until that connection's FIN or RST arrives (at most `stall_max`), then `stall`
+    /// more.
+    fn stall_loop(&mut self, now: Instant, phy: &LinkPhy<'_>, trace: &mut Trace) {
+        if self.stall_held_for.is_some_and(|(_, end)| end <= now) {
+            self.stall_held_for = None;
+        }
+        for packet in phy.rx.iter() {
+            let Some((port, kind)) = stall_trigger(packet) else {
+                continue;
+            };
+            let held_for = self.stall_held_for.map(|(p, _)| p);
+            let closes = matches!(kind, StallTrigger::Fin | StallTrigger::Rst);
+            let until = if held_for == Some(port) && closes {
+                self.stall_held_for = None;
+                now + self.stall
+            } else if self.stall_on.contains(&kind) && held_for.is_none() {
+                if self.stall_until_close {
+                    let end = (now + self.stall_max).max(self.next_tick);
+                    self.stall_held_for = Some((port, end));
+                    end
+                } else {
+                    (now + self.stall).max(self.next_tick)
+                }
+            } else {
+                continue;
+            };
+            if until != self.next_tick {
+                self.next_tick = until;
+                trace.record(
+                    now,
+                    "app",
+                    Some(port),
+                    format_args!("loop stalled until {until} by {kind:?}"),
+                );
+            }
+        }
+    }
+
+    /// Hands the device's new events to the oracle and the trace.
+    fn report_events(&mut self, now: Instant, oracle: &mut Oracle, trace: &mut Trace) {
         self.device.take_events(&mut self.events);
         for e in self.events.drain(..) {
             oracle.device_event(&e);
@@ -404,7 +487,6 @@ impl DeviceNode {
                 e => trace.record(now, "device", Some(e.peer_port()), format_args!("{e:?}")),
             }
         }
-        true
     }
 }
 

@@ -5,6 +5,7 @@ use firmware_core::Policy;
 use fwsim_tests::load;
 use proptest::prelude::*;
 use sim::fuzz::{run_scenario, ScenarioOutcome, MIN_SCENARIO_INPUT};
+use sim::inject::Injector;
 use sim::RunOptions;
 
 proptest! {
@@ -22,34 +23,63 @@ proptest! {
         }
     }
 
-    /// FIN-before-drain injector: data and FIN reach the device, the worker thread flags the
-    /// socket, and the forum sketch only reads one loop iteration after accepting, which is
-    /// longer than the worst FIN-plus-worker delay. Under the legacy rules every connection
-    /// loses its data, and the oracle must report every one (its sensitivity, tested).
+    /// The `fin-before-drain` injector on the forum sketch: the application loop stalls when the
+    /// FIN arrives, longer than the worker thread's notice. Under the legacy rules the oracle
+    /// must flag every connection whose FIN came before the application drained it (ground
+    /// truth from the device, which the oracle's verdicts do not use): its sensitivity, tested.
     #[test]
     fn legacy_fin_before_drain_is_always_detected(
         payload_len in 1usize..200,
         close_delay_us in 0u64..300,
-        loop_period_us in 1500u64..5000,
+        loop_period_us in 200u64..5000,
         count in 1u32..5,
         interval_ms in 50u64..500,
+        preset in prop::sample::select(vec!["ideal", "wlan-good"]),
         seed in any::<u64>(),
     ) {
         let payload: String = (0..payload_len).map(|i| format!("{:02x}", i as u8)).collect();
         let sets = [
-            "link.preset=ideal".to_string(),
+            format!("link.preset={preset}"),
             format!("peer.0.payload_hex={payload}"),
             format!("peer.0.close_delay_us={close_delay_us}"),
             format!("device.loop_period_us={loop_period_us}"),
             format!("peer.0.count={count}"),
             format!("peer.0.interval_ms={interval_ms}"),
+            "inject+=\"fin-before-drain\"".to_string(),
         ];
         let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
         let mut c = load("forum", &sets);
         c.seed = seed;
         let r = sim::run(&c, RunOptions::default()).unwrap();
-        prop_assert_eq!(r.summary.connections, u64::from(count));
-        prop_assert_eq!(r.summary.silently_lost, u64::from(count), "{:?}", r.rows);
+        // (How often the injector makes the situation is tested in `injectors.rs`: with a
+        // fast loop on a jittery link the application can drain before the FIN comes.)
+        for row in r.rows.iter().filter(|row| row.device.fin_before_drain) {
+            let visible = row.reset_seen || row.peer_gave_up;
+            prop_assert!(visible || row.verdict.is_violation(), "{:?}", row);
+        }
+    }
+
+    /// Every injector, alone or combined, on every app and preset: the fixed rules never lose
+    /// silently.
+    #[test]
+    fn fixed_never_loses_under_injectors(
+        mask in 1u8..64,
+        app in prop::sample::select(vec!["forum", "multi-client", "server-closes"]),
+        preset in prop::sample::select(vec!["ideal", "wlan-good", "wlan-busy", "wlan-bad"]),
+        seed in any::<u64>(),
+    ) {
+        let mut sets = vec![
+            format!("link.preset={preset}"),
+            "device.policy=fixed".to_string(),
+            "peer.0.count=4".to_string(),
+            "peer.0.interval_ms=300".to_string(),
+        ];
+        sets.extend(Injector::from_mask(mask).iter().map(|i| format!("inject+=\"{i}\"")));
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let mut c = load(app, &sets);
+        c.seed = seed;
+        let r = sim::run(&c, RunOptions::default()).unwrap();
+        prop_assert_eq!(r.summary.violations(), 0, "{:?}", r.rows);
     }
 }
 

@@ -53,6 +53,10 @@ enum Command {
         /// Override any scenario field, e.g. link.loss_p=0.01 or peer.0.count=50 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Add an injector, a named timing situation (repeatable; the README's "Injectors"
+        /// table says what each arranges).
+        #[arg(long = "inject", value_name = "NAME", value_parser = injector_names())]
+        injectors: Vec<String>,
         /// Write every packet the device sent or received to this pcap file (raw IP).
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
@@ -186,6 +190,9 @@ struct SweepArgs {
     /// Override any scenario field in every run (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Add an injector to every run (repeatable); names as for `fwsim run --inject`.
+    #[arg(long = "inject", value_name = "NAME", value_parser = injector_names())]
+    injectors: Vec<String>,
     /// Draw loss against the --vary values to this SVG file.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -203,12 +210,14 @@ fn sweep(args: SweepArgs) -> ExitCode {
         backend,
         vary,
         mut sets,
+        injectors,
         plot,
         json,
     } = args;
     if let Some(b) = backend {
         sets.push(format!("backend={b}"));
     }
+    sets.extend(injectors.iter().map(|i| inject_set(i)));
     let usage = |m: String| {
         eprintln!("fwsim: {m}");
         ExitCode::from(2)
@@ -343,6 +352,16 @@ fn sweep(args: SweepArgs) -> ExitCode {
     }
 }
 
+/// The names `--inject` accepts.
+fn injector_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(sim::inject::Injector::ALL.map(|i| i.name()))
+}
+
+/// `--inject NAME` is `--set inject+="NAME"`.
+fn inject_set(name: &str) -> String {
+    format!("inject+=\"{name}\"")
+}
+
 fn replay(scenario: &str, seed: u64, sets: &[String]) -> String {
     let mut cmd = format!("cargo run --release -p sim --bin fwsim -- run {scenario} --seed {seed}");
     for s in sets {
@@ -375,11 +394,13 @@ fn main() -> ExitCode {
             preset,
             backend,
             mut sets,
+            injectors,
             pcap,
             trace,
             json,
             all,
         } => {
+            sets.extend(injectors.iter().map(|i| inject_set(i)));
             if let Some(p) = policy {
                 sets.push(format!("device.policy={p}"));
             }
