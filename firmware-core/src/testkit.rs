@@ -233,6 +233,14 @@ impl Bench {
         &self.to_device
     }
 
+    /// Swaps the last two packets on the wire towards the device (the later one overtakes).
+    pub fn reorder_to_device(&mut self) {
+        let n = self.to_device.len();
+        if n >= 2 {
+            self.to_device.swap(n - 1, n - 2);
+        }
+    }
+
     /// Loses everything on the wire towards the peer.
     pub fn lose_to_peer(&mut self) {
         self.to_peer.clear();
