@@ -3,13 +3,13 @@
 use alloc::vec::Vec;
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult};
-use smoltcp::phy;
+use smoltcp::phy::{self, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
 
 use crate::event::DeviceEvent;
 use crate::hal::{Hal, SynAdmission};
-use crate::ingress::IngressFilter;
+use crate::ingress::{destination, IngressFilter};
 use crate::policy::{DeviceConfig, Policy};
 
 /// Seeds for the device's two sources of nondeterminism; the host derives them from its seed.
@@ -31,6 +31,7 @@ pub struct Device {
     scratch: Vec<u8>,
     held_syn: Option<(Vec<u8>, IpEndpoint, u16)>,
     reinject: Option<Vec<u8>>,
+    held_replies: Vec<Vec<u8>>,
 }
 
 impl Device {
@@ -58,6 +59,7 @@ impl Device {
             scratch: Vec::new(),
             held_syn: None,
             reinject: None,
+            held_replies: Vec::new(),
         }
     }
 
@@ -91,6 +93,7 @@ impl Device {
                 held_syn: &mut self.held_syn,
                 reinject: &mut self.reinject,
                 scratch: &mut self.scratch,
+                held_replies: &mut self.held_replies,
             };
             let result = self
                 .iface
@@ -120,11 +123,29 @@ impl Device {
             }
             self.hal.observe(now, syn_next);
             syn_next = false;
+            self.send_held_replies(phy);
         }
+        self.send_held_replies(phy);
         self.iface.poll_egress(now, phy, &mut self.hal.sockets);
         // Timers (retransmission give-up, TIME-WAIT expiry) change states during egress.
         self.hal.observe(now, false);
         self.hal.collect_garbage();
+    }
+
+    /// Sends what the stack answered during ingress, except answers to connections the device
+    /// has just reset (an ACK for data that nobody will read: the RST goes instead).
+    fn send_held_replies<D: phy::Device + ?Sized>(&mut self, phy: &mut D) {
+        for reply in self.held_replies.drain(..) {
+            let to_reset = destination(&reply).is_some_and(|to| self.hal.was_just_reset(to));
+            if to_reset {
+                continue;
+            }
+            // No transmit token: the driver's queue is full and the packet is lost.
+            if let Some(token) = phy.transmit(self.now) {
+                token.consume(reply.len(), |buf| buf.copy_from_slice(&reply));
+            }
+        }
+        self.hal.forget_just_reset();
     }
 
     /// The earliest time the device needs [`Device::poll`] again without new packets

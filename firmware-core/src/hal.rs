@@ -129,6 +129,9 @@ pub struct Hal {
     worker_rng: Pcg32,
     next_serial: u32,
     events: Vec<DeviceEvent>,
+    /// Connections reset for data after close in the current ingress step (their held ACKs
+    /// are dropped).
+    just_reset: Vec<IpEndpoint>,
 }
 
 impl Hal {
@@ -145,6 +148,7 @@ impl Hal {
             worker_rng: Pcg32::seed_from_u64(worker_seed),
             next_serial: 0,
             events: Vec::new(),
+            just_reset: Vec::new(),
         }
     }
 
@@ -347,6 +351,16 @@ impl Hal {
         SynAdmission::Pass
     }
 
+    /// True if the HAL reset the connection to `remote` since the last
+    /// [`Hal::forget_just_reset`].
+    pub(crate) fn was_just_reset(&self, remote: IpEndpoint) -> bool {
+        self.just_reset.contains(&remote)
+    }
+
+    pub(crate) fn forget_just_reset(&mut self) {
+        self.just_reset.clear();
+    }
+
     pub(crate) fn push_event(&mut self, event: DeviceEvent) {
         self.events.push(event);
     }
@@ -420,6 +434,8 @@ impl Hal {
                     let sent_rst = self.policy.stop_with_unread == StopWithUnread::Rst;
                     if sent_rst && state != tcp::State::Closed {
                         self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                        // The stack's ACK for this data, if it made one, is not sent.
+                        self.just_reset.push(slot.conn.remote);
                     }
                     self.events.push(DeviceEvent::DataAfterClose {
                         conn: slot.conn,

@@ -1,9 +1,10 @@
 //! The device's receive path in front of smoltcp: Wi-Fi driver and lwIP input as one filter.
-//! It implements the one rule smoltcp cannot express: SYNs beyond a full backlog vanish (L5).
+//! It implements what smoltcp cannot express: SYNs beyond a full backlog vanish (L5), and the
+//! stack's immediate answer to a packet waits until the device has looked at the sockets.
 
 use alloc::vec::Vec;
 
-use smoltcp::phy::{self, DeviceCapabilities, RxToken};
+use smoltcp::phy::{self, DeviceCapabilities, RxToken, TxToken};
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol, Ipv4Packet, TcpPacket};
 
@@ -25,11 +26,45 @@ pub(crate) fn syn_source(packet: &[u8]) -> Option<(IpEndpoint, u16)> {
 /// the device can decide with its whole state whether the SYN is dropped (L5),
 /// needs a reclaimed pool slot first (lwIP `tcp_alloc`), or passes; it then comes back through
 /// `reinject`. Other packets pass straight through.
+///
+/// What the stack sends while it processes a packet (an immediate ACK, a SYN-ACK) goes to
+/// `held_replies`; the device sends it after observing the sockets. lwIP hands received data to
+/// the application's callback before it acknowledges anything, so data that arrives after
+/// `stop()` can be answered with RST instead of an ACK (F5; Linux does the same).
 pub(crate) struct IngressFilter<'a, D: phy::Device + ?Sized> {
     pub inner: &'a mut D,
     pub held_syn: &'a mut Option<(Vec<u8>, IpEndpoint, u16)>,
     pub reinject: &'a mut Option<Vec<u8>>,
     pub scratch: &'a mut Vec<u8>,
+    pub held_replies: &'a mut Vec<Vec<u8>>,
+}
+
+/// A transmit token that keeps the packet in `held_replies`.
+pub(crate) struct HeldTx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl TxToken for HeldTx<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut packet = alloc::vec![0; len];
+        let result = f(&mut packet);
+        self.0.push(packet);
+        result
+    }
+}
+
+/// The endpoint a packet the device sends goes to.
+pub(crate) fn destination(packet: &[u8]) -> Option<IpEndpoint> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(IpEndpoint::new(
+        IpAddress::Ipv4(ip.dst_addr()),
+        tcp.dst_port(),
+    ))
 }
 
 /// The receive token of the filter: a re-injected SYN, or the host's packet checked in place.
@@ -64,7 +99,7 @@ impl<D: phy::Device + ?Sized> phy::Device for IngressFilter<'_, D> {
     where
         Self: 'b;
     type TxToken<'b>
-        = D::TxToken<'b>
+        = HeldTx<'b>
     where
         Self: 'b;
 
@@ -74,18 +109,21 @@ impl<D: phy::Device + ?Sized> phy::Device for IngressFilter<'_, D> {
             held_syn,
             reinject,
             scratch,
+            held_replies,
         } = self;
         if let Some(packet) = reinject.take() {
             **scratch = packet;
-            let tx = inner.transmit(timestamp)?;
-            return Some((FilterRx::Reinjected(scratch.as_slice()), tx));
+            return Some((
+                FilterRx::Reinjected(scratch.as_slice()),
+                HeldTx(held_replies),
+            ));
         }
-        let (rx, tx) = inner.receive(timestamp)?;
-        Some((FilterRx::Host(rx, held_syn), tx))
+        let (rx, _) = inner.receive(timestamp)?;
+        Some((FilterRx::Host(rx, held_syn), HeldTx(held_replies)))
     }
 
-    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        self.inner.transmit(timestamp)
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        Some(HeldTx(self.held_replies))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -699,6 +699,43 @@ mod rule_tests {
         assert_eq!(data_after_stop(Policy::FIXED), (State::Closed, true));
     }
 
+    /// After `stop()`, late data arrives out of order: smoltcp answers a segment that fills a
+    /// hole at once, inside ingress. True if the device acknowledged the late data (a non-RST
+    /// segment whose ACK covers it) before any RST.
+    fn late_data_acknowledged(policy: Policy) -> bool {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        client.stop(&mut b.dev);
+        b.exchange();
+        b.peer_send(h, b"late ");
+        b.peer_send(h, b"data");
+        b.reorder_to_device();
+        b.poll_device();
+        // IPv4 (20 bytes) then TCP: acknowledgment number at 8..12, flags at 13.
+        let mut first_ack = None;
+        for p in b.to_peer().iter().filter(|p| p.len() >= 40) {
+            let ack = u32::from_be_bytes([p[28], p[29], p[30], p[31]]);
+            if p[33] & 0x04 != 0 {
+                return false;
+            }
+            match first_ack {
+                None => first_ack = Some(ack),
+                Some(a) if ack.wrapping_sub(a) == 9 => return true,
+                Some(_) => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn l7_late_data_is_acknowledged_f5_resets_before_acknowledging() {
+        assert!(late_data_acknowledged(Policy::LEGACY));
+        assert!(!late_data_acknowledged(Policy::FIXED));
+    }
+
     // F6 -------------------------------------------------------------------------------------
 
     /// The peer half-closes; the application then answers. What the peer receives.

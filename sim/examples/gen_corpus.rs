@@ -92,6 +92,7 @@ fn main() -> std::io::Result<()> {
     let mut names: Vec<_> = fs::read_dir(&scenarios)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     names.sort();
     for path in names {
