@@ -220,6 +220,7 @@ mod rule_tests {
     use alloc::vec;
     use alloc::vec::Vec;
 
+    use smoltcp::iface::SocketHandle;
     use smoltcp::socket::tcp::State;
     use smoltcp::time::Instant;
 
@@ -678,8 +679,9 @@ mod rule_tests {
         );
     }
 
-    /// The application stops a drained client; then the peer sends more. What the peer sees.
-    fn data_after_stop(policy: Policy) -> (State, bool) {
+    /// A connection the application accepted and stopped at once (FIN, nothing unread); the
+    /// peer's side of it.
+    fn stopped_at_once(policy: Policy) -> (Bench, SocketHandle) {
         let (mut b, mut server) = bench(policy);
         let h = b.connect(PORT);
         b.exchange();
@@ -687,6 +689,12 @@ mod rule_tests {
         let mut client = accepted(&mut b, &mut server);
         client.stop(&mut b.dev);
         b.exchange();
+        (b, h)
+    }
+
+    /// The application stops a drained client; then the peer sends more. What the peer sees.
+    fn data_after_stop(policy: Policy) -> (State, bool) {
+        let (mut b, h) = stopped_at_once(policy);
         b.peer_send(h, b"late data");
         b.exchange();
         let reported = b.device_saw(|e| matches!(e, DeviceEvent::DataAfterClose { bytes: 9, .. }));
@@ -703,13 +711,7 @@ mod rule_tests {
     /// hole at once, inside ingress. True if the device acknowledged the late data (a non-RST
     /// segment whose ACK covers it) before any RST.
     fn late_data_acknowledged(policy: Policy) -> bool {
-        let (mut b, mut server) = bench(policy);
-        let h = b.connect(PORT);
-        b.exchange();
-        settle(&mut b);
-        let mut client = accepted(&mut b, &mut server);
-        client.stop(&mut b.dev);
-        b.exchange();
+        let (mut b, h) = stopped_at_once(policy);
         b.peer_send(h, b"late ");
         b.peer_send(h, b"data");
         b.reorder_to_device();
