@@ -63,6 +63,12 @@ impl Device {
         }
     }
 
+    /// True if a connection waits in an accept queue (the application's next
+    /// `TcpServer::available()` hands it out).
+    pub fn accept_pending(&self) -> bool {
+        self.hal.accept_pending()
+    }
+
     /// The policy the device runs.
     pub fn policy(&self) -> &Policy {
         self.hal.policy()

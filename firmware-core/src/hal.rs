@@ -185,6 +185,10 @@ impl Hal {
 
     /// `socket_accept` / `next_accept`: pops the next queued connection without looking at it
     /// (the dead-flag rules act on the first use, in [`Hal::check_closed`]).
+    pub(crate) fn accept_pending(&self) -> bool {
+        self.servers.iter().any(|s| !s.accept_queue.is_empty())
+    }
+
     pub(crate) fn accept(&mut self, server: ServerId) -> Option<SockId> {
         let id = self
             .servers

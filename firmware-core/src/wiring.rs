@@ -36,6 +36,11 @@ impl TcpServer {
         Ok(())
     }
 
+    /// True once `begin` succeeded.
+    pub fn is_listening(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// `available()`: the next connection from the accept queue, or an invalid client.
     /// Like the original, it does not look at the connection it hands out.
     pub fn available(&mut self, dev: &mut Device) -> TcpClient {

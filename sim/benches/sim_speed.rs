@@ -141,9 +141,9 @@ fn main() {
             &[format!("device.policy={policy}")],
         )
         .expect("forum.toml");
-        // The default tick (20 ms) and finer ones (1 ms: the device's packets reach the peer
+        // The default tick (50 ms) and finer ones (1 ms: the device's packets reach the peer
         // at most 1 ms late; the peer's packets reach the device exactly at every tick).
-        for tick_us in [1_000, 10_000, 20_000] {
+        for tick_us in [1_000, 20_000, 50_000] {
             let mut turmoil_config = config.clone();
             turmoil_config.backend = scenario::Backend::Turmoil;
             turmoil_config.turmoil_tick_us = tick_us;

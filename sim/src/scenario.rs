@@ -320,9 +320,9 @@ pub struct ScenarioFile {
 pub(crate) fn default_turmoil_tick() -> u64 {
     // The peer runs first in each step, so what reaches the device is exact at any tick; the
     // tick only delays the device's packets to the peer (Wi-Fi power save alone adds 100 ms).
-    // 20 ms keeps the backend within 5x of the loopback's wall time (turmoil costs about
+    // 50 ms keeps the backend within 5x of the loopback's wall time (turmoil costs about
     // 4 us per step whatever happens); 1000 makes the peer's view exact to 1 ms.
-    20_000
+    50_000
 }
 
 fn default_seed() -> u64 {

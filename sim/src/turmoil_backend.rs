@@ -54,6 +54,7 @@ struct Shared {
     device_boots: u32,
     uplink: LinkStats,
     downlink: LinkStats,
+    step_every_loop: bool,
 }
 
 /// The simulated time of the current turmoil host.
@@ -182,6 +183,7 @@ async fn device_host(
             .record(now, "device", None, format_args!("rebooted (boot {boot})"));
     }
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
+    let step_every_loop = shared.borrow().step_every_loop;
     let mut healed = false;
     loop {
         now = step_start(tick);
@@ -190,6 +192,10 @@ async fn device_host(
             downlink.heal();
         }
         receive_into(&sock, &mut downlink, &mut buf);
+        if !step_every_loop {
+            // Asleep while idle (below): nothing changed for the device since.
+            node.skip_idle_ticks(now);
+        }
         let next = run_until_boundary(now, tick, |t| {
             downlink.deliver_due(t, &mut rx);
             let due = node.device.poll_at().is_some_and(|x| x <= t);
@@ -213,15 +219,25 @@ async fn device_host(
                 s.downlink = downlink.stats();
             }
             send_out(&sock, &mut outbox, t, peer, &mut out);
-            [
-                Some(node.next_tick()),
-                node.device.poll_at(),
-                downlink.next_delivery(),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
+            // Nothing reaches this host before the next step, so the device's own next event
+            // (or the step's end) bounds the idle loop iterations that can be skipped.
+            let device_next = [node.device.poll_at(), downlink.next_delivery()]
+                .into_iter()
+                .flatten()
+                .min();
+            if !step_every_loop {
+                let horizon = now + tick;
+                node.skip_idle_ticks(device_next.map_or(horizon, |x| x.min(horizon)));
+            }
+            device_next.map_or(Some(node.next_tick()), |x| Some(x.min(node.next_tick())))
         });
+        // An idle device with nothing on its way to it sleeps until its own next timer or a
+        // datagram; the loop iterations in between are skipped when it wakes.
+        let next = if !step_every_loop && node.app_idle() && downlink.in_flight() == 0 {
+            node.device.poll_at()
+        } else {
+            next
+        };
         wait(&sock, now, tick, next).await;
     }
 }
@@ -354,6 +370,7 @@ impl FwsimHosts {
             device_boots: 0,
             uplink: LinkStats::default(),
             downlink: LinkStats::default(),
+            step_every_loop: options.step_every_loop,
         }));
         let config = Rc::new(config.clone());
         // turmoil runs hosts in the order they were added, and a datagram sent earlier in a

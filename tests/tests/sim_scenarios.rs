@@ -46,6 +46,56 @@ fn multi_client_legacy_shows_both_failure_shapes() {
     assert!(lost > 0 && never > 0, "lost={lost} never={never}");
 }
 
+/// Skipping the loop iterations of an idle application changes nothing: every scenario, policy,
+/// injector and backend gives the same trace as running every iteration.
+#[test]
+fn skipping_idle_loops_changes_nothing() {
+    let cases: [(&str, &[&str]); 6] = [
+        ("forum", &["peer.0.count=6", "peer.0.interval_ms=300"]),
+        (
+            "multi-client",
+            &["peer.0.count=6", "peer.0.interval_ms=300"],
+        ),
+        ("server-closes", &["peer.0.count=6"]),
+        ("stream", &["peer.0.stream_bytes=20000"]),
+        (
+            "forum",
+            &["peer.0.count=4", "inject+=\"data-fin-before-accept\""],
+        ),
+        (
+            "multi-client",
+            &["peer.0.count=4", "inject+=\"slots-busy\""],
+        ),
+    ];
+    for &seed in &seeds(5) {
+        for (name, sets) in cases {
+            for policy in ["legacy", "fixed"] {
+                for backend in ["loopback", "turmoil"] {
+                    let p = format!("device.policy={policy}");
+                    let b = format!("backend={backend}");
+                    let mut all = sets.to_vec();
+                    all.extend([p.as_str(), b.as_str()]);
+                    let mut c = load(name, &all);
+                    c.seed = seed;
+                    let run = |step_every_loop| {
+                        let options = RunOptions {
+                            step_every_loop,
+                            ..Default::default()
+                        };
+                        sim::run(&c, options).unwrap()
+                    };
+                    let (skipping, stepping) = (run(false), run(true));
+                    assert_eq!(
+                        skipping.trace_hash, stepping.trace_hash,
+                        "{name} {policy} {backend} seed {seed} {sets:?}"
+                    );
+                    assert_eq!(skipping.sim_time_us, stepping.sim_time_us);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn same_seed_same_trace_other_seed_other_trace() {
     let c = load("multi-client", &[]);

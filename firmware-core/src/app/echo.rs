@@ -70,4 +70,9 @@ impl App for Echo {
             }
         }
     }
+
+    fn idle(&self, dev: &Device) -> bool {
+        // Without a connection the loop only asks for one.
+        self.current.is_none() && self.server.is_listening() && !dev.accept_pending()
+    }
 }

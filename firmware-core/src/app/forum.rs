@@ -63,4 +63,12 @@ impl App for ForumSketch {
             }
         }
     }
+
+    fn idle(&self, dev: &Device) -> bool {
+        // No client (an open one may still be stopped by `connected()`), nothing to accept.
+        self.current.is_none()
+            && !self.client.is_open()
+            && self.server.is_listening()
+            && !dev.accept_pending()
+    }
 }

@@ -26,6 +26,13 @@ pub trait App {
     fn setup(&mut self, dev: &mut Device);
     /// One iteration of `loop()`.
     fn loop_once(&mut self, now: Instant, dev: &mut Device, sink: &mut dyn AppEventSink);
+    /// True if `loop_once` would do nothing now and would go on doing nothing until the device
+    /// changes (a packet, a timer of the stack or the worker thread). A host may then skip the
+    /// iterations before the device's next event, drawing their timing all the same. The
+    /// default, false, keeps every iteration.
+    fn idle(&self, _dev: &Device) -> bool {
+        false
+    }
 }
 
 /// Reads everything the client has now (`while available(): read()`), reporting it as one event.

@@ -99,4 +99,12 @@ impl App for MultiClientReceiver {
             }
         }
     }
+
+    fn idle(&self, dev: &Device) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.conn.is_none() && !s.client.is_open())
+            && self.server.is_listening()
+            && !dev.accept_pending()
+    }
 }

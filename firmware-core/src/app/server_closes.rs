@@ -62,4 +62,9 @@ impl App for ServerCloses {
             self.current = None;
         }
     }
+
+    fn idle(&self, dev: &Device) -> bool {
+        // Without a connection the loop only asks for one.
+        self.current.is_none() && self.server.is_listening() && !dev.accept_pending()
+    }
 }
