@@ -96,6 +96,17 @@ pub enum StallTrigger {
     Rst,
 }
 
+/// Injected system stalls of the application loop (the `device.loop_stall_*` fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopStall {
+    /// Segments whose arrival stalls the loop; empty: no stalls.
+    pub on: Vec<StallTrigger>,
+    pub stall: Duration,
+    /// Hold the loop until the connection's FIN or RST (at most `max`), then `stall` more.
+    pub until_close: bool,
+    pub max: Duration,
+}
+
 /// `[device]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -387,12 +398,7 @@ pub struct RunConfig {
     pub loop_jitter_us: u64,
     pub slow_loop_every: u64,
     pub slow_loop_us: u64,
-    pub loop_stall_on: Vec<StallTrigger>,
-    pub loop_stall_us: u64,
-    pub loop_stall_until_close: bool,
-    pub loop_stall_max_ms: u64,
-    /// The injectors that shaped this run (already applied to the fields above).
-    pub injected: Vec<Injector>,
+    pub loop_stall: LoopStall,
     pub preset: String,
     pub uplink: LinkParams,
     pub downlink: LinkParams,
@@ -634,11 +640,12 @@ pub fn resolve(origin: &str, mut f: ScenarioFile) -> Result<RunConfig, ScenarioE
         loop_jitter_us: d.loop_jitter_us,
         slow_loop_every: d.slow_loop_every,
         slow_loop_us: d.slow_loop_us,
-        loop_stall_on: d.loop_stall_on.clone(),
-        loop_stall_us: d.loop_stall_us,
-        loop_stall_until_close: d.loop_stall_until_close,
-        loop_stall_max_ms: d.loop_stall_max_ms,
-        injected: f.inject,
+        loop_stall: LoopStall {
+            on: d.loop_stall_on.clone(),
+            stall: Duration::from_micros(d.loop_stall_us),
+            until_close: d.loop_stall_until_close,
+            max: Duration::from_millis(d.loop_stall_max_ms),
+        },
         preset,
         uplink,
         downlink,

@@ -229,7 +229,7 @@ async fn device_host(
                 let horizon = now + tick;
                 node.skip_idle_ticks(device_next.map_or(horizon, |x| x.min(horizon)));
             }
-            device_next.map_or(Some(node.next_tick()), |x| Some(x.min(node.next_tick())))
+            Some(device_next.map_or(node.next_tick(), |x| x.min(node.next_tick())))
         });
         // An idle device with nothing on its way to it sleeps until its own next timer or a
         // datagram; the loop iterations in between are skipped when it wakes.

@@ -21,7 +21,7 @@ use twox_hash::XxHash3_128;
 use crate::link::{Link, LinkStats};
 use crate::oracle::{ConnReport, Oracle, Summary};
 use crate::peer::{PeerEvent, PeerHost};
-use crate::scenario::{RunConfig, StallTrigger};
+use crate::scenario::{LoopStall, RunConfig, StallTrigger};
 
 /// The device's address.
 pub const DEVICE_ADDR: Ipv4Address = Ipv4Address::new(192, 168, 1, 10);
@@ -320,10 +320,7 @@ pub(crate) struct DeviceNode {
     clock: LoopClock,
     next_tick: Instant,
     events: Vec<DeviceEvent>,
-    stall_on: Vec<StallTrigger>,
-    stall: Duration,
-    stall_until_close: bool,
-    stall_max: Duration,
+    stall: LoopStall,
     /// The connection (peer port) whose FIN or RST will release the held loop, and when the
     /// hold ends without it.
     stall_held_for: Option<(u16, Instant)>,
@@ -392,10 +389,7 @@ impl DeviceNode {
             clock,
             next_tick,
             events: Vec::new(),
-            stall_on: config.loop_stall_on.clone(),
-            stall: Duration::from_micros(config.loop_stall_us),
-            stall_until_close: config.loop_stall_until_close,
-            stall_max: Duration::from_millis(config.loop_stall_max_ms),
+            stall: config.loop_stall.clone(),
             stall_held_for: None,
         }
     }
@@ -404,7 +398,7 @@ impl DeviceNode {
     /// can change for it before the device's next event, which must not come before `until`.
     /// Each skipped iteration draws its timing as if it ran, so the run stays the same.
     pub(crate) fn skip_idle_ticks(&mut self, until: Instant) {
-        if self.next_tick >= until || !self.app.idle(&self.device) {
+        if self.next_tick >= until || !self.app_idle() {
             return;
         }
         while self.next_tick < until {
@@ -432,7 +426,7 @@ impl DeviceNode {
         oracle: &mut Oracle,
         trace: &mut Trace,
     ) -> bool {
-        if !self.stall_on.is_empty() {
+        if !self.stall.on.is_empty() {
             self.stall_loop(now, phy, trace);
         }
         let tick = now >= self.next_tick;
@@ -459,9 +453,9 @@ impl DeviceNode {
     }
 
     /// Injected system stalls, decided before the stack sees the packets now arriving: a
-    /// `stall_on` segment delays the next loop iteration by `stall`, or with `stall_until_close`
-    /// holds it until that connection's FIN or RST arrives (at most `stall_max`), then `stall`
-    /// more.
+    /// `stall.on` segment delays the next loop iteration by `stall.stall`, or with
+    /// `stall.until_close` holds it until that connection's FIN or RST arrives (at most
+    /// `stall.max`), then `stall.stall` more.
     fn stall_loop(&mut self, now: Instant, phy: &LinkPhy<'_>, trace: &mut Trace) {
         if self.stall_held_for.is_some_and(|(_, end)| end <= now) {
             self.stall_held_for = None;
@@ -474,14 +468,14 @@ impl DeviceNode {
             let closes = matches!(kind, StallTrigger::Fin | StallTrigger::Rst);
             let until = if held_for == Some(port) && closes {
                 self.stall_held_for = None;
-                now + self.stall
-            } else if self.stall_on.contains(&kind) && held_for.is_none() {
-                if self.stall_until_close {
-                    let end = (now + self.stall_max).max(self.next_tick);
+                now + self.stall.stall
+            } else if self.stall.on.contains(&kind) && held_for.is_none() {
+                if self.stall.until_close {
+                    let end = (now + self.stall.max).max(self.next_tick);
                     self.stall_held_for = Some((port, end));
                     end
                 } else {
-                    (now + self.stall).max(self.next_tick)
+                    (now + self.stall.stall).max(self.next_tick)
                 }
             } else {
                 continue;
@@ -674,13 +668,11 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
         .into_iter()
         .flatten()
         .min();
+        let done_at = peer.done_at(drain);
         if !options.step_every_loop {
-            // The run's end (peer done plus drain, or the time limit) bounds the skip too.
-            let stop = peer
-                .done_at(drain)
-                .map_or(end + Duration::from_micros(1), |d| {
-                    d.min(end + Duration::from_micros(1))
-                });
+            // The run's end (peer done plus drain, or past the time limit) bounds the skip too.
+            let past_end = end + Duration::from_micros(1);
+            let stop = done_at.map_or(past_end, |d| d.min(past_end));
             node.skip_idle_ticks(others.map_or(stop, |x| x.min(stop)));
         }
         let t = others.map_or(node.next_tick(), |x| x.min(node.next_tick()));
@@ -689,7 +681,7 @@ pub fn run_loopback(config: &RunConfig, mut options: RunOptions) -> Result<RunRe
             timed_out = true;
             break;
         }
-        if peer.done_at(drain).is_some_and(|d| now >= d) {
+        if done_at.is_some_and(|d| now >= d) {
             break;
         }
 
