@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use sim::backend::turmoil::{self as turmoil_backend, FwsimHosts};
 use sim::scenario;
-use sim::turmoil_backend::{self, FwsimHosts};
 use sim::RunOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::{TcpListener, TcpStream};
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let report = fwsim.report();
+    let report = fwsim.report().expect("report");
     println!(
         "fwsim: {} connections, {} delivered, {} silently lost, {} visible to the peer; trace {}",
         report.summary.connections,

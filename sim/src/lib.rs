@@ -1,31 +1,36 @@
 //! fwsim's simulator: everything around the firmware device.
 //!
 //! - [`link`]: the seeded WLAN link model (netem semantics, presets).
-//! - [`peer`]: peer programs (`nc`, hold, stream, bursts) on their own smoltcp stack.
-//! - [`world`]: the loopback backend, an event-driven loop on a virtual clock, with the event
-//!   trace (hashed), pcap capture and `tracing` output.
-//! - [`turmoil_backend`]: the same device and peers as turmoil hosts, packets over turmoil UDP,
-//!   network faults as turmoil actions.
+//! - [`peer`]: peer programs (`nc`, hold, stream, reset, bursts) on their own smoltcp stack.
+//! - [`run`]: the run core (observer, phases, limits, report), shared by the backends.
+//! - [`backend`]: the drivers that move packets and time: `loopback` and `turmoil`.
 //! - [`oracle`]: the no-silent-loss verdict per connection.
 //! - [`scenario`]: TOML scenario files and `--set` overrides.
 //! - [`report`]: human and JSON reports.
 
+pub mod backend;
+pub mod capture;
 pub mod fuzz;
 pub mod inject;
 pub mod link;
+mod node;
+mod observer;
 pub mod oracle;
 pub mod peer;
+mod phy;
 pub mod report;
+pub mod run;
 pub mod scenario;
+pub mod seed;
 pub mod sweep;
-pub mod turmoil_backend;
-pub mod world;
+mod trace;
 
 use std::path::Path;
 
+pub use node::DEVICE_ADDR;
 pub use oracle::{Summary, Verdict};
+pub use run::{Outcome, RunError, RunOptions, RunReport};
 pub use scenario::{RunConfig, ScenarioError};
-pub use world::{run_loopback, RunOptions, RunReport};
 
 /// Loads a scenario, applies `overrides`, and runs it once on its backend with `seed`
 /// (the file's seed when `None`).
@@ -39,14 +44,14 @@ pub fn run_file(
     if let Some(seed) = seed {
         config.seed = seed;
     }
-    let report = run(&config, options)?;
+    let report = run(&config, options).map_err(|e| e.to_string())?;
     Ok((config, report))
 }
 
 /// Runs a resolved scenario on its backend.
-pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
+pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
     match config.backend {
-        scenario::Backend::Loopback => run_loopback(config, options),
-        scenario::Backend::Turmoil => turmoil_backend::run_turmoil(config, options),
+        scenario::Backend::Loopback => backend::loopback::run(config, options),
+        scenario::Backend::Turmoil => backend::turmoil::run(config, options),
     }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+use crate::run::RunReport;
 use crate::scenario::RunConfig;
-use crate::world::RunReport;
 
 /// The command that replays a run exactly.
 pub fn replay_command(scenario_path: &str, config: &RunConfig, sets: &[String]) -> String {

@@ -88,7 +88,7 @@ pub fn run_sweep(
                         crate::run(&c, RunOptions::default()).map_err(|message| ScenarioError {
                             origin: path.display().to_string(),
                             position: None,
-                            message,
+                            message: message.to_string(),
                         })?;
                     let s = &r.summary;
                     cell.runs += 1;

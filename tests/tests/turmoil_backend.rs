@@ -143,7 +143,7 @@ fn device_restart_is_visible_never_silent_under_fixed() {
 fn faults_need_the_turmoil_backend() {
     let c = on(Backend::Loopback, load("partition", &[]));
     let e = sim::run(&c, RunOptions::default()).unwrap_err();
-    assert!(e.contains("turmoil"), "{e}");
+    assert!(e.to_string().contains("turmoil"), "{e}");
 }
 
 /// The link model applies on both backends: the same preset gives the same packet statistics
@@ -228,10 +228,10 @@ fn uplink_is_exact_at_any_tick() {
 #[test]
 fn mismatched_tick_is_caught() {
     let c = load("forum", &["peer.0.count=1", "turmoil_tick_us=20000"]);
-    let mut sim = sim::turmoil_backend::sim_builder(&c)
+    let mut sim = sim::backend::turmoil::sim_builder(&c)
         .tick_duration(std::time::Duration::from_millis(1))
         .build();
-    let _hosts = sim::turmoil_backend::FwsimHosts::add_to(
+    let _hosts = sim::backend::turmoil::FwsimHosts::add_to(
         &mut sim,
         &c,
         RunOptions::default(),

@@ -155,7 +155,7 @@ fn from_crash(input: PathBuf, target: String, out: PathBuf, no_regression: bool)
     };
     let report_ = match sim::run(&config, RunOptions::default()) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let replay = report::replay_command(&out.display().to_string(), &config, &[]);
     print!("{}", report::human(&config, &report_, &replay, false));

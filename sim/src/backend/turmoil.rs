@@ -16,12 +16,11 @@
 //! (two hosts with zero link delay cannot both be exact in fixed steps), so a smaller tick is
 //! more faithful for the peer's view, a larger one faster.
 //!
-//! Use [`run_turmoil`] for a scenario, or [`FwsimHosts::add_to`] to put a fwsim device and peer
+//! Use [`run`] for a scenario, or [`FwsimHosts::add_to`] to put a fwsim device and peer
 //! into a turmoil [`turmoil::Sim`] of your own, beside your hosts.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration as StdDuration, SystemTime};
@@ -29,32 +28,28 @@ use std::time::{Duration as StdDuration, SystemTime};
 use firmware_core::smoltcp::time::{Duration, Instant};
 use turmoil::net::UdpSocket;
 
-use crate::link::{Link, LinkParams, LinkStats};
-use crate::oracle::{Oracle, Summary};
+use crate::link::{Link, LinkStats};
+use crate::node::{DeviceNode, PeerNode};
 use crate::peer::PeerConnRecord;
+use crate::phy::{BufferPool, LinkPhy};
+use crate::run::{RunCore, RunError, RunOptions, RunReport, Stop};
 use crate::scenario::{FaultAction, RunConfig};
-use crate::world::{
-    run_span, split_seed, DeviceNode, LinkPhy, PeerNode, RunOptions, RunReport, Trace,
-};
+use crate::seed::{boot_seed, split_seed};
 
 /// UDP port of the packet tunnel on both hosts.
 const TUNNEL_PORT: u16 = 4789;
 
-/// What both hosts share: the oracle and trace they feed, and the peer's results.
+/// What both hosts share: the run core they feed, and the peer's results.
 struct Shared {
-    oracle: Oracle,
-    trace: Trace,
-    pcap: Option<Box<dyn Write>>,
+    core: RunCore,
     records: Vec<PeerConnRecord>,
     /// The workload is over: hosts heal their incoming links (liveness phase).
     healed: bool,
-    peer_done: bool,
-    timed_out: bool,
-    end: Instant,
+    /// When and why the peer ended the run.
+    stopped: Option<(Instant, Stop)>,
     device_boots: u32,
     uplink: LinkStats,
     downlink: LinkStats,
-    step_every_loop: bool,
 }
 
 /// The simulated time of the current turmoil host.
@@ -70,7 +65,7 @@ fn step_start(tick: Duration) -> Instant {
     assert!(
         (now.total_micros() as u64).is_multiple_of(tick.total_micros().max(1)),
         "fwsim host woke at {now} inside a step of {tick}: the turmoil Sim's tick must equal \
-         the scenario's turmoil_tick_us (build it with sim::turmoil_backend::sim_builder)"
+         the scenario's turmoil_tick_us (build it with sim::backend::turmoil::sim_builder)"
     );
     now
 }
@@ -89,11 +84,10 @@ fn receive_into(sock: &UdpSocket, link: &mut Link, buf: &mut [u8]) {
     }
 }
 
-/// Sends what the host transmitted, stamped with the send time; the receiving host applies
-/// the link model.
-fn send_out(sock: &UdpSocket, outbox: &mut Link, now: Instant, to: IpAddr, out: &mut Vec<Vec<u8>>) {
-    outbox.deliver_due(now, out);
-    for packet in out.drain(..) {
+/// Sends what the host transmitted at `now`, stamped with the send time; the receiving host
+/// applies the link model.
+fn send_out(sock: &UdpSocket, now: Instant, to: IpAddr, outbox: &mut Vec<Vec<u8>>) {
+    for packet in outbox.drain(..) {
         let mut datagram = Vec::with_capacity(packet.len() + 8);
         datagram.extend_from_slice(&now.total_micros().to_le_bytes());
         datagram.extend_from_slice(&packet);
@@ -141,6 +135,45 @@ async fn wait(sock: &UdpSocket, start: Instant, tick: Duration, next: Option<Ins
     }
 }
 
+/// One host's packets: its incoming link (the link model, applied at the receiver), what that
+/// link delivered, and what the host sent in this instant.
+struct HostWire {
+    incoming: Link,
+    rx: VecDeque<Vec<u8>>,
+    outbox: Vec<Vec<u8>>,
+    pool: BufferPool,
+    buf: Vec<u8>,
+}
+
+impl HostWire {
+    fn new(incoming: Link) -> HostWire {
+        HostWire {
+            incoming,
+            rx: VecDeque::new(),
+            outbox: Vec::new(),
+            pool: BufferPool::default(),
+            buf: vec![0u8; 65536],
+        }
+    }
+
+    /// The host's phy at `t`; the device's side wakes its incoming link when it transmits.
+    fn phy<'a>(
+        &'a mut self,
+        t: Instant,
+        device: bool,
+        capture: Option<&'a mut crate::capture::Capture>,
+    ) -> LinkPhy<'a> {
+        LinkPhy {
+            pool: &self.pool,
+            rx: &mut self.rx,
+            tx: &mut self.outbox,
+            wakes: device.then_some(&mut self.incoming),
+            now: t,
+            capture,
+        }
+    }
+}
+
 /// The device host: boots the firmware (again after each bounce) and runs it forever.
 async fn device_host(
     config: Rc<RunConfig>,
@@ -154,86 +187,52 @@ async fn device_host(
         s.device_boots += 1;
         s.device_boots - 1
     };
-    let pool = RefCell::new(Vec::new());
-    let downlink_seed = if boot == 0 {
-        split_seed(config.seed, "link.downlink")
-    } else {
-        split_seed(config.seed, &format!("link.downlink.boot{boot}"))
-    };
-    let mut downlink = Link::new(config.downlink, downlink_seed);
-    let mut outbox = Link::new(LinkParams::IDEAL, 0);
-    let mut rx = VecDeque::new();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let mut now = sim_now();
-    let mut node = {
-        let mut phy = LinkPhy {
-            pool: &pool,
-            rx: &mut rx,
-            tx: &mut outbox,
-            wakes: Some(&mut downlink),
-            now,
-            pcap: None,
-        };
-        DeviceNode::boot(&config, boot, &mut phy, now)
-    };
+    let downlink_seed = boot_seed(config.seed, "link.downlink", boot);
+    let mut wire = HostWire::new(Link::new(config.downlink, downlink_seed));
+    let now = sim_now();
+    let mut node = DeviceNode::boot(&config, boot, &mut wire.phy(now, true, None), now);
     if boot > 0 {
         let mut s = shared.borrow_mut();
-        s.trace
-            .record(now, "device", None, format_args!("rebooted (boot {boot})"));
+        s.core
+            .observer
+            .note(now, "device", None, format_args!("rebooted (boot {boot})"));
     }
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
-    let step_every_loop = shared.borrow().step_every_loop;
+    let skip_idle = shared.borrow().core.skip_idle;
     let mut healed = false;
     loop {
-        now = step_start(tick);
+        let now = step_start(tick);
         if !healed && shared.borrow().healed {
             healed = true;
-            downlink.heal();
+            wire.incoming.heal();
         }
-        receive_into(&sock, &mut downlink, &mut buf);
-        if !step_every_loop {
+        receive_into(&sock, &mut wire.incoming, &mut wire.buf);
+        if skip_idle {
             // Asleep while idle (below): nothing changed for the device since.
             node.skip_idle_ticks(now);
         }
         let next = run_until_boundary(now, tick, |t| {
-            downlink.deliver_due(t, &mut rx);
+            wire.incoming.deliver_due(t, &mut wire.rx);
             let due = node.device.poll_at().is_some_and(|x| x <= t);
             {
                 let mut s = shared.borrow_mut();
-                let Shared {
-                    oracle,
-                    trace,
-                    pcap,
-                    ..
-                } = &mut *s;
-                let mut phy = LinkPhy {
-                    pool: &pool,
-                    rx: &mut rx,
-                    tx: &mut outbox,
-                    wakes: Some(&mut downlink),
-                    now: t,
-                    pcap: pcap.as_mut(),
-                };
-                node.step(t, due, &mut phy, oracle, trace);
-                s.downlink = downlink.stats();
+                let core = &mut s.core;
+                let mut phy = wire.phy(t, true, core.capture.as_mut());
+                node.step(t, due, &mut phy, &mut core.observer);
+                s.downlink = wire.incoming.stats();
             }
-            send_out(&sock, &mut outbox, t, peer, &mut out);
+            send_out(&sock, t, peer, &mut wire.outbox);
             // Nothing reaches this host before the next step, so the device's own next event
             // (or the step's end) bounds the idle loop iterations that can be skipped.
-            let device_next = [node.device.poll_at(), downlink.next_delivery()]
+            let device_next = [node.device.poll_at(), wire.incoming.next_delivery()]
                 .into_iter()
                 .flatten()
                 .min();
-            if !step_every_loop {
-                let horizon = now + tick;
-                node.skip_idle_ticks(device_next.map_or(horizon, |x| x.min(horizon)));
-            }
-            Some(device_next.map_or(node.next_tick(), |x| x.min(node.next_tick())))
+            Some(node.next_event(device_next, now + tick, skip_idle))
         });
         // An idle device with nothing on its way to it sleeps until its own next timer or a
         // datagram; the loop iterations in between are skipped when it wakes.
-        let next = if !step_every_loop && node.app_idle() && downlink.in_flight() == 0 {
+        let next = if skip_idle && node.app_idle() && wire.incoming.in_flight() == 0 {
             node.device.poll_at()
         } else {
             next
@@ -250,91 +249,53 @@ async fn peer_host(
 ) -> turmoil::Result {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, TUNNEL_PORT)).await?;
     let device = turmoil::lookup(device);
-    let pool = RefCell::new(Vec::new());
-    let mut uplink = Link::new(config.uplink, split_seed(config.seed, "link.uplink"));
-    let mut outbox = Link::new(LinkParams::IDEAL, 0);
-    let mut rx = VecDeque::new();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
+    let uplink = Link::new(config.uplink, split_seed(config.seed, "link.uplink"));
+    let mut wire = HostWire::new(uplink);
     let mut now = sim_now();
-    let mut peer = {
-        let mut phy = LinkPhy {
-            pool: &pool,
-            rx: &mut rx,
-            tx: &mut outbox,
-            wakes: None,
-            now,
-            pcap: None,
-        };
-        PeerNode::boot(&config, &mut phy)?
-    };
-    let end = Instant::from_millis(config.max_duration_ms as i64);
-    let drain = Duration::from_millis(config.drain_ms);
+    let mut peer = PeerNode::boot(&config, &mut wire.phy(now, false, None))?;
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
-    let mut timed_out = false;
-    let mut done = false;
-    while !done {
-        receive_into(&sock, &mut uplink, &mut buf);
+    let mut stopped = None;
+    while stopped.is_none() {
+        receive_into(&sock, &mut wire.incoming, &mut wire.buf);
         let start = step_start(tick);
         let next = run_until_boundary(start, tick, |t| {
-            if t > end {
-                timed_out = true;
-                done = true;
-                return None;
-            }
-            if peer.done_at(drain).is_some_and(|d| t >= d) {
-                done = true;
+            let mut s = shared.borrow_mut();
+            if let Some(stop) = s.core.stop_at(t) {
+                stopped = Some(stop);
                 return None;
             }
             now = t;
-            uplink.deliver_due(t, &mut rx);
-            {
-                let mut s = shared.borrow_mut();
-                let Shared { oracle, trace, .. } = &mut *s;
-                let mut phy = LinkPhy {
-                    pool: &pool,
-                    rx: &mut rx,
-                    tx: &mut outbox,
-                    wakes: None,
-                    now: t,
-                    pcap: None,
-                };
-                let due = peer.host.poll_at(t).is_some_and(|x| x <= t);
-                peer.step(t, due, &mut phy, oracle, trace);
-                if peer.start_liveness(t, trace) {
-                    // The device heals its own incoming link when it sees the flag.
-                    s.healed = true;
-                    uplink.heal();
-                }
-                peer.note_quiet(t, uplink.in_flight() == 0);
-                s.uplink = uplink.stats();
+            wire.incoming.deliver_due(t, &mut wire.rx);
+            let due = peer.host.poll_at(t).is_some_and(|x| x <= t);
+            peer.step(t, due, &mut wire.phy(t, false, None), &mut s.core.observer);
+            let links_empty = wire.incoming.in_flight() == 0;
+            if s.core.after_peer(t, &peer.host, links_empty) {
+                // The device heals its own incoming link when it sees the flag.
+                s.healed = true;
+                wire.incoming.heal();
             }
-            send_out(&sock, &mut outbox, t, device, &mut out);
-            [
-                peer.host.poll_at(t),
-                uplink.next_delivery(),
-                peer.done_at(drain),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
+            s.uplink = wire.incoming.stats();
+            drop(s);
+            send_out(&sock, t, device, &mut wire.outbox);
+            let done_at = shared.borrow().core.done_at();
+            [peer.host.poll_at(t), wire.incoming.next_delivery(), done_at]
+                .into_iter()
+                .flatten()
+                .min()
         });
-        if !done {
+        if stopped.is_none() {
             wait(&sock, start, tick, next).await;
         }
     }
     let mut s = shared.borrow_mut();
     s.records = peer.host.records().cloned().collect();
-    s.peer_done = true;
-    s.timed_out = timed_out;
-    s.end = now;
+    s.stopped = stopped.map(|stop| (now, stop));
     Ok(())
 }
 
 /// A fwsim device and peer inside a turmoil simulation.
 pub struct FwsimHosts {
     shared: Rc<RefCell<Shared>>,
-    config: Rc<RunConfig>,
     /// turmoil host name of the device.
     pub device: String,
     /// turmoil host name of the peer (a client: the simulation waits for it).
@@ -355,22 +316,13 @@ impl FwsimHosts {
         peer: &str,
     ) -> FwsimHosts {
         let shared = Rc::new(RefCell::new(Shared {
-            oracle: Oracle::default(),
-            trace: Trace::new(options.keep_trace, run_span(config, "turmoil")),
-            pcap: options.pcap.map(|mut p| {
-                use firmware_core::smoltcp::phy::{PcapLinkType, PcapSink};
-                p.global_header(PcapLinkType::Ip);
-                p
-            }),
+            core: RunCore::new(config, "turmoil", options),
             records: Vec::new(),
             healed: false,
-            peer_done: false,
-            timed_out: false,
-            end: Instant::ZERO,
+            stopped: None,
             device_boots: 0,
             uplink: LinkStats::default(),
             downlink: LinkStats::default(),
-            step_every_loop: options.step_every_loop,
         }));
         let config = Rc::new(config.clone());
         // turmoil runs hosts in the order they were added, and a datagram sent earlier in a
@@ -383,44 +335,39 @@ impl FwsimHosts {
         sim.host(device, move || device_host(c.clone(), s.clone(), p.clone()));
         FwsimHosts {
             shared,
-            config,
             device: device.into(),
             peer: peer.into(),
         }
     }
 
-    /// True once the peer finished its workload and the liveness phase.
+    /// True once the peer finished its workload and the liveness phase (or the time limit).
     pub fn finished(&self) -> bool {
-        self.shared.borrow().peer_done
+        self.shared.borrow().stopped.is_some()
     }
 
     /// Records a fault in the trace (the caller applies it to the simulation).
     fn note(&self, now: Instant, what: std::fmt::Arguments<'_>) {
         self.shared
             .borrow_mut()
-            .trace
-            .record(now, "fault", None, what);
+            .core
+            .observer
+            .note(now, "fault", None, what);
     }
 
-    /// The verdicts, once the simulation has run.
-    pub fn report(&self) -> RunReport {
+    /// The verdicts, once the simulation has run. A simulation stopped before the peer
+    /// finished (turmoil's own duration limit) counts as timed out.
+    pub fn report(&self) -> Result<RunReport, RunError> {
         let mut s = self.shared.borrow_mut();
-        if let Some(p) = s.pcap.as_mut() {
-            let _ = Write::flush(p);
-        }
-        let rows = s.oracle.judge(s.records.iter());
-        RunReport {
-            seed: self.config.seed,
-            summary: Summary::of(&rows),
-            rows,
-            trace_hash: s.trace.hash(),
-            trace_events: s.trace.events(),
-            trace_lines: s.trace.kept_lines(),
-            sim_time_us: s.end.total_micros(),
-            uplink: s.uplink,
-            downlink: s.downlink,
-            timed_out: s.timed_out,
-        }
+        let Shared {
+            core,
+            records,
+            stopped,
+            uplink,
+            downlink,
+            ..
+        } = &mut *s;
+        let (end, stop) = stopped.unwrap_or((Instant::ZERO, Stop::TimedOut));
+        core.finish(end, stop, records.iter(), *uplink, *downlink)
     }
 }
 
@@ -431,7 +378,9 @@ impl FwsimHosts {
 pub fn sim_builder(config: &RunConfig) -> turmoil::Builder {
     let mut builder = turmoil::Builder::new();
     builder
-        .simulation_duration(StdDuration::from_millis(config.max_duration_ms + 60_000))
+        .simulation_duration(StdDuration::from_millis(
+            config.max_duration_ms.saturating_add(60_000),
+        ))
         .tick_duration(StdDuration::from_micros(config.turmoil_tick_us.max(1)))
         .min_message_latency(StdDuration::ZERO)
         .max_message_latency(StdDuration::ZERO)
@@ -443,7 +392,7 @@ pub fn sim_builder(config: &RunConfig) -> turmoil::Builder {
 }
 
 /// Runs one scenario on the turmoil backend, applying its timed faults between steps.
-pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport, String> {
+pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
     let mut sim = sim_builder(config).build();
     let hosts = FwsimHosts::add_to(&mut sim, config, options, "device", "peer");
     let mut faults = config.faults.clone();
@@ -467,11 +416,11 @@ pub fn run_turmoil(config: &RunConfig, options: RunOptions) -> Result<RunReport,
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
-            Err(e) => return Err(format!("turmoil: {e}")),
+            Err(e) => return Err(RunError::Turmoil(e.to_string())),
         }
         if hosts.finished() {
             break;
         }
     }
-    Ok(hosts.report())
+    hosts.report()
 }

@@ -1,0 +1,183 @@
+//! The loopback backend: device and peer stacks in one event loop on a virtual clock.
+//!
+//! Event-driven: each step jumps to the earliest of link deliveries, both stacks' `poll_at`,
+//! the worker thread, the application loop tick and the peer programs' timers.
+
+use std::collections::VecDeque;
+
+use firmware_core::smoltcp::time::Instant;
+
+use crate::capture::Capture;
+use crate::link::Link;
+use crate::node::{DeviceNode, PeerNode};
+use crate::phy::{BufferPool, LinkPhy};
+use crate::run::{RunCore, RunError, RunOptions, RunReport};
+use crate::scenario::RunConfig;
+use crate::seed::split_seed;
+
+/// The two links and what each delivered to its host.
+struct Wire {
+    /// Peer to device.
+    downlink: Link,
+    /// Device to peer.
+    uplink: Link,
+    device_rx: VecDeque<Vec<u8>>,
+    peer_rx: VecDeque<Vec<u8>>,
+    pool: BufferPool,
+}
+
+impl Wire {
+    fn device_phy<'a>(&'a mut self, now: Instant, capture: Option<&'a mut Capture>) -> LinkPhy<'a> {
+        LinkPhy {
+            pool: &self.pool,
+            rx: &mut self.device_rx,
+            tx: &mut self.uplink,
+            wakes: Some(&mut self.downlink),
+            now,
+            capture,
+        }
+    }
+
+    fn peer_phy(&mut self, now: Instant) -> LinkPhy<'_> {
+        LinkPhy {
+            pool: &self.pool,
+            rx: &mut self.peer_rx,
+            tx: &mut self.downlink,
+            wakes: None,
+            now,
+            capture: None,
+        }
+    }
+}
+
+/// Runs one scenario on the loopback backend.
+pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
+    if !config.faults.is_empty() {
+        return Err(RunError::FaultsNeedTurmoil);
+    }
+    let seed = config.seed;
+    let mut wire = Wire {
+        downlink: Link::new(config.downlink, split_seed(seed, "link.downlink")),
+        uplink: Link::new(config.uplink, split_seed(seed, "link.uplink")),
+        device_rx: VecDeque::new(),
+        peer_rx: VecDeque::new(),
+        pool: BufferPool::default(),
+    };
+    let mut core = RunCore::new(config, "loopback", options);
+    let mut now = Instant::ZERO;
+    let mut node = DeviceNode::boot(config, 0, &mut wire.device_phy(now, None), now);
+    let mut peer = PeerNode::boot(config, &mut wire.peer_phy(now)).map_err(RunError::Peer)?;
+    // A side's next timer only changes when that side is polled, fed or run: cached.
+    let mut peer_at_cache: Option<Option<Instant>> = None;
+    let mut device_at_cache: Option<Option<Instant>> = None;
+    let stop = loop {
+        let peer_at = *peer_at_cache.get_or_insert_with(|| peer.host.poll_at(now));
+        let device_at = *device_at_cache.get_or_insert_with(|| node.device.poll_at());
+        // The earliest thing that happens next, besides the application loop.
+        let others = [
+            device_at,
+            peer_at,
+            wire.uplink.next_delivery(),
+            wire.downlink.next_delivery(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        now = now.max(node.next_event(others, core.horizon(), core.skip_idle));
+        if let Some(stop) = core.stop_at(now) {
+            break stop;
+        }
+        wire.downlink.deliver_due(now, &mut wire.device_rx);
+        wire.uplink.deliver_due(now, &mut wire.peer_rx);
+
+        let peer_due = peer_at.is_some_and(|x| x <= now);
+        if peer.step(now, peer_due, &mut wire.peer_phy(now), &mut core.observer) {
+            peer_at_cache = None;
+        }
+        let device_due = device_at.is_some_and(|x| x <= now);
+        let mut phy = wire.device_phy(now, core.capture.as_mut());
+        if node.step(now, device_due, &mut phy, &mut core.observer) {
+            device_at_cache = None;
+        }
+        let links_empty = wire.uplink.in_flight() == 0 && wire.downlink.in_flight() == 0;
+        if core.after_peer(now, &peer.host, links_empty) {
+            wire.uplink.heal();
+            wire.downlink.heal();
+        }
+    };
+    core.finish(
+        now,
+        stop,
+        peer.host.records(),
+        wire.uplink.stats(),
+        wire.downlink.stats(),
+    )
+}
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const SCENARIO: &str = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 2\n";
+
+    fn run_with_filter(filter: &str) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            run(&config, RunOptions::default()).unwrap();
+        });
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn tracing_groups_events_by_run_and_connection_and_obeys_the_filter() {
+        let debug = run_with_filter("fwsim=debug");
+        assert!(debug.contains("run{scenario=t seed=1"), "{debug}");
+        assert!(debug.contains("conn{port=40000}"), "{debug}");
+        assert!(debug.contains("conn{port=40001}"));
+        assert!(debug.contains("peer FinSent"));
+        assert_eq!(
+            run_with_filter("fwsim=warn"),
+            "",
+            "nothing below the filter"
+        );
+    }
+
+    #[test]
+    fn trace_hash_does_not_depend_on_tracing_being_on() {
+        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
+        let quiet = run(&config, RunOptions::default()).unwrap().trace_hash;
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("fwsim=debug"))
+            .with_writer(std::io::sink)
+            .finish();
+        let loud = tracing::subscriber::with_default(subscriber, || {
+            run(&config, RunOptions::default()).unwrap().trace_hash
+        });
+        assert_eq!(quiet, loud);
+    }
+}

@@ -1,0 +1,133 @@
+//! One host's side of the simulated wire as a `smoltcp::phy::Device`: it receives what the link
+//! delivered and transmits into an outgoing queue (the link model, or a backend's outbox). The
+//! device's side also writes the capture and wakes its downlink from power save.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use firmware_core::smoltcp::phy::{self, DeviceCapabilities, Medium, PcapSink};
+use firmware_core::smoltcp::time::Instant;
+
+use crate::capture::Capture;
+use crate::link::Link;
+
+/// Where a host's transmitted packets go.
+pub(crate) trait Outgoing {
+    /// Takes one packet sent at `now`.
+    fn send(&mut self, now: Instant, packet: Vec<u8>);
+}
+
+impl Outgoing for Link {
+    fn send(&mut self, now: Instant, packet: Vec<u8>) {
+        self.enqueue(now, packet);
+    }
+}
+
+/// Packets waiting to leave a host unchanged (the turmoil backend's tunnel applies the link
+/// model at the receiver).
+impl Outgoing for Vec<Vec<u8>> {
+    fn send(&mut self, _now: Instant, packet: Vec<u8>) {
+        self.push(packet);
+    }
+}
+
+/// Free packet buffers, shared by the hosts of one backend (a buffer is reused once consumed).
+pub(crate) type BufferPool = RefCell<Vec<Vec<u8>>>;
+
+/// One host's side of the link at one instant.
+pub(crate) struct LinkPhy<'a> {
+    pub(crate) pool: &'a BufferPool,
+    /// Packets the link delivered to this host.
+    pub(crate) rx: &'a mut VecDeque<Vec<u8>>,
+    pub(crate) tx: &'a mut dyn Outgoing,
+    /// The link towards this host, told when it transmits (power save); device side only.
+    pub(crate) wakes: Option<&'a mut Link>,
+    pub(crate) now: Instant,
+    pub(crate) capture: Option<&'a mut Capture>,
+}
+
+/// A received packet; its buffer returns to the pool once consumed.
+pub(crate) struct RxBuf<'a> {
+    packet: Vec<u8>,
+    pool: &'a BufferPool,
+}
+
+/// A transmit opportunity.
+pub(crate) struct LinkTx<'a> {
+    pool: &'a BufferPool,
+    tx: &'a mut dyn Outgoing,
+    wakes: Option<&'a mut Link>,
+    now: Instant,
+    capture: Option<&'a mut Capture>,
+}
+
+impl phy::RxToken for RxBuf<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let r = f(&self.packet);
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < 1024 {
+            pool.push(self.packet);
+        }
+        r
+    }
+}
+
+impl phy::TxToken for LinkTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = self.pool.borrow_mut().pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        let r = f(&mut buf);
+        if let Some(capture) = self.capture {
+            capture.packet(self.now, &buf);
+        }
+        if let Some(wakes) = self.wakes {
+            wakes.receiver_transmitted(self.now);
+        }
+        self.tx.send(self.now, buf);
+        r
+    }
+}
+
+impl LinkPhy<'_> {
+    fn tx_token(&mut self) -> LinkTx<'_> {
+        LinkTx {
+            pool: self.pool,
+            tx: &mut *self.tx,
+            wakes: self.wakes.as_deref_mut(),
+            now: self.now,
+            capture: self.capture.as_deref_mut(),
+        }
+    }
+}
+
+impl phy::Device for LinkPhy<'_> {
+    type RxToken<'b>
+        = RxBuf<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = LinkTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _t: Instant) -> Option<(RxBuf<'_>, LinkTx<'_>)> {
+        let packet = self.rx.pop_front()?;
+        if let Some(capture) = self.capture.as_mut() {
+            capture.packet(self.now, &packet);
+        }
+        let pool = self.pool;
+        Some((RxBuf { packet, pool }, self.tx_token()))
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<LinkTx<'_>> {
+        Some(self.tx_token())
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}

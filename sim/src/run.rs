@@ -1,0 +1,296 @@
+//! The run core: what a run is, whatever backend moves its packets. [`RunCore`] owns the
+//! observer (oracle and trace), the capture, the safety and liveness phases, the time limit and
+//! the report; a backend only moves packets and time between the device and peer nodes and asks
+//! the core when to heal the links and when to stop.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use firmware_core::smoltcp::time::{Duration, Instant};
+
+use crate::capture::Capture;
+use crate::link::LinkStats;
+use crate::observer::Observer;
+use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
+use crate::peer::{PeerConnRecord, PeerHost};
+use crate::scenario::RunConfig;
+use crate::trace::Trace;
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed the run used.
+    pub seed: u64,
+    /// One row per connection the peer opened, in opening order.
+    pub rows: Vec<ConnReport>,
+    /// Totals over the rows.
+    pub summary: Summary,
+    /// xxHash3-128 of the event trace (hex): equal for equal scenario and seed.
+    pub trace_hash: String,
+    /// Events in the trace.
+    pub trace_events: u64,
+    /// The trace lines, when [`RunOptions::keep_trace`] asked for them.
+    pub trace_lines: Option<Vec<String>>,
+    /// Simulated time the run covered.
+    pub sim_time_us: i64,
+    /// Statistics of the link from the device to the peer.
+    pub uplink: LinkStats,
+    /// Statistics of the link from the peer to the device.
+    pub downlink: LinkStats,
+    /// The run hit its time limit before every peer program finished.
+    pub timed_out: bool,
+}
+
+/// What a run's report says in one word, and the exit status `fwsim` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Connections were tested and none was lost silently (exit 0).
+    NoSilentLoss,
+    /// At least one connection was lost silently (exit 1).
+    SilentLoss,
+    /// No connection reached a verdict (none opened, or all still running when the run
+    /// stopped): the run tested nothing and proves nothing (exit 2).
+    NothingTested,
+}
+
+impl Outcome {
+    /// The exit status of `fwsim run` and `fwsim sweep` for this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::NoSilentLoss => 0,
+            Outcome::SilentLoss => 1,
+            Outcome::NothingTested => 2,
+        }
+    }
+}
+
+impl RunReport {
+    /// Connections that reached a verdict (every one but those still running at the end).
+    pub fn tested(&self) -> u64 {
+        self.summary.connections - self.summary.unfinished
+    }
+
+    /// The report in one word.
+    pub fn outcome(&self) -> Outcome {
+        if self.summary.violations() > 0 {
+            Outcome::SilentLoss
+        } else if self.tested() == 0 {
+            Outcome::NothingTested
+        } else {
+            Outcome::NoSilentLoss
+        }
+    }
+
+    /// The verdict line of the human report.
+    pub fn verdict_line(&self) -> String {
+        match self.outcome() {
+            Outcome::SilentLoss => "SILENT LOSS".into(),
+            Outcome::NoSilentLoss => "no silent loss".into(),
+            Outcome::NothingTested => format!(
+                "NOTHING TESTED: {} connections opened, none reached a verdict{}",
+                self.summary.connections,
+                if self.timed_out {
+                    " before max_duration_ms"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    /// The rows with a violation.
+    pub fn violations(&self) -> impl Iterator<Item = &ConnReport> {
+        self.rows.iter().filter(|r| r.verdict.is_violation())
+    }
+
+    /// True if every row has this verdict (and there is at least one).
+    pub fn all(&self, verdict: Verdict) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.verdict == verdict)
+    }
+}
+
+/// Options that do not change what is simulated.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Write every packet the device sent or received here, as pcap (raw IP).
+    pub pcap: Option<Box<dyn Write>>,
+    /// Keep the trace lines in the report.
+    pub keep_trace: bool,
+    /// Run every application loop iteration, also those an idle application would skip (for
+    /// the test that skipping changes nothing).
+    pub step_every_loop: bool,
+}
+
+/// Why a run could not be carried out (a run that finds silent loss is not an error).
+#[derive(Debug)]
+pub enum RunError {
+    /// The scenario has `[[fault]]` actions, which only the turmoil backend applies.
+    FaultsNeedTurmoil,
+    /// The capture could not be written.
+    Capture(io::Error),
+    /// turmoil stopped the simulation.
+    Turmoil(String),
+    /// The peer's workloads are invalid.
+    Peer(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::FaultsNeedTurmoil => {
+                f.write_str("[[fault]] actions need backend = \"turmoil\" (or --backend turmoil)")
+            }
+            RunError::Capture(e) => write!(f, "cannot write the pcap capture: {e}"),
+            RunError::Turmoil(e) => write!(f, "turmoil: {e}"),
+            RunError::Peer(e) => write!(f, "peer workload: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Capture(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The peer went quiet in the liveness phase and the drain time passed.
+    Done,
+    /// The time limit passed first.
+    TimedOut,
+}
+
+/// A run's phase: safety while the workload runs, then liveness with healed links until the
+/// peer is quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness { quiet_since: Option<Instant> },
+}
+
+/// Milliseconds as an instant, saturating (a limit beyond simulated time means "never").
+pub(crate) fn instant_ms(ms: u64) -> Instant {
+    Instant::from_micros(ms.saturating_mul(1000).min(i64::MAX as u64 / 2) as i64)
+}
+
+/// Everything of a run but the moving of packets.
+pub(crate) struct RunCore {
+    pub(crate) observer: Observer,
+    pub(crate) capture: Option<Capture>,
+    /// Skip an idle application's loop iterations (off: [`RunOptions::step_every_loop`]).
+    pub(crate) skip_idle: bool,
+    seed: u64,
+    end: Instant,
+    drain: Duration,
+    phase: Phase,
+}
+
+impl RunCore {
+    /// The core of a run of `config` on `backend` (named in the `tracing` span).
+    pub(crate) fn new(config: &RunConfig, backend: &str, options: RunOptions) -> RunCore {
+        let span = tracing::info_span!(
+            target: "fwsim::trace",
+            "run",
+            scenario = %config.name,
+            seed = config.seed,
+            backend,
+            policy = config.policy.name(),
+            preset = %config.preset
+        );
+        RunCore {
+            observer: Observer {
+                oracle: Oracle::default(),
+                trace: Trace::new(options.keep_trace, span),
+            },
+            capture: options.pcap.map(Capture::new),
+            skip_idle: !options.step_every_loop,
+            seed: config.seed,
+            end: instant_ms(config.max_duration_ms),
+            drain: Duration::from_millis(config.drain_ms),
+            phase: Phase::Safety,
+        }
+    }
+
+    /// When the run may end at the earliest: the drain after the peer went quiet.
+    pub(crate) fn done_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Liveness {
+                quiet_since: Some(q),
+            } => Some(q + self.drain),
+            _ => None,
+        }
+    }
+
+    /// Whether the run stops at `t` (checked before anything runs at `t`).
+    pub(crate) fn stop_at(&self, t: Instant) -> Option<Stop> {
+        if t > self.end {
+            Some(Stop::TimedOut)
+        } else if self.done_at().is_some_and(|d| t >= d) {
+            Some(Stop::Done)
+        } else {
+            None
+        }
+    }
+
+    /// The first instant at which the run stops unless something happens: nothing is worth
+    /// simulating at or after it.
+    pub(crate) fn horizon(&self) -> Instant {
+        let past_end = self.end + Duration::from_micros(1);
+        self.done_at().map_or(past_end, |d| d.min(past_end))
+    }
+
+    /// After the peer ran at `t`: starts the liveness phase when the workload is over (then
+    /// returns true: the backend heals its links, so every retransmission gets through before
+    /// the verdict), and notes when nothing more can happen: the peer is quiet and the links
+    /// (as the backend sees them) are empty.
+    pub(crate) fn after_peer(&mut self, t: Instant, peer: &PeerHost, links_empty: bool) -> bool {
+        let mut heal = false;
+        if self.phase == Phase::Safety && peer.finished() {
+            self.phase = Phase::Liveness { quiet_since: None };
+            self.observer
+                .note(t, "sim", None, format_args!("liveness phase: links healed"));
+            heal = true;
+        }
+        if let Phase::Liveness { quiet_since: None } = self.phase {
+            if peer.quiet() && links_empty {
+                self.phase = Phase::Liveness {
+                    quiet_since: Some(t),
+                };
+            }
+        }
+        heal
+    }
+
+    /// Judges the run and writes the report.
+    pub(crate) fn finish<'a>(
+        &mut self,
+        now: Instant,
+        stop: Stop,
+        records: impl Iterator<Item = &'a PeerConnRecord>,
+        uplink: LinkStats,
+        downlink: LinkStats,
+    ) -> Result<RunReport, RunError> {
+        if let Some(capture) = self.capture.as_mut() {
+            capture.finish().map_err(RunError::Capture)?;
+        }
+        let rows = self.observer.oracle.judge(records);
+        let trace = &mut self.observer.trace;
+        Ok(RunReport {
+            seed: self.seed,
+            summary: Summary::of(&rows),
+            rows,
+            trace_hash: trace.hash(),
+            trace_events: trace.events(),
+            trace_lines: trace.kept_lines(),
+            sim_time_us: now.total_micros(),
+            uplink,
+            downlink,
+            timed_out: stop == Stop::TimedOut,
+        })
+    }
+}
