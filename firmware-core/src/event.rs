@@ -14,7 +14,7 @@ pub struct ConnId {
 
 impl ConnId {
     /// Placeholder for a handle that names no connection.
-    pub const UNKNOWN: ConnId = ConnId {
+    pub(crate) const UNKNOWN: ConnId = ConnId {
         serial: 0,
         remote: IpEndpoint {
             addr: IpAddress::Ipv4(Ipv4Address::UNSPECIFIED),
@@ -27,40 +27,87 @@ impl ConnId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceEvent {
     /// A SYN arrived at a listener.
-    SynReceived { conn: ConnId },
+    SynReceived {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The handshake failed (RST or timeout) and the socket listens again.
-    HandshakeAborted { conn: ConnId },
+    HandshakeAborted {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The peer's ACK completed the handshake.
-    HandshakeCompleted { conn: ConnId },
+    HandshakeCompleted {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The worker thread put the connection in the accept queue.
-    AcceptQueued { conn: ConnId },
+    AcceptQueued {
+        /// The connection.
+        conn: ConnId,
+    },
     /// `socket_accept` handed the connection to the application.
-    Accepted { conn: ConnId },
+    Accepted {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The stack accepted `bytes` of new in-order data for this connection.
-    DataReceived { conn: ConnId, bytes: usize },
+    DataReceived {
+        /// The connection.
+        conn: ConnId,
+        /// New bytes in the stack's receive queue.
+        bytes: usize,
+    },
     /// The stack processed the peer's FIN (or RST when `reset`).
-    PeerClosed { conn: ConnId, reset: bool },
+    PeerClosed {
+        /// The connection.
+        conn: ConnId,
+        /// The peer reset the connection instead of closing it.
+        reset: bool,
+    },
     /// The worker thread set the socket's `closed` flag.
-    MarkedClosed { conn: ConnId, while_queued: bool },
+    MarkedClosed {
+        /// The connection.
+        conn: ConnId,
+        /// The connection was still in the accept queue (L4 applies).
+        while_queued: bool,
+    },
     /// The HAL closed the socket on its flag and discarded `bytes` unread bytes (L3/L4).
-    UnreadDataFreed { conn: ConnId, bytes: usize },
+    UnreadDataFreed {
+        /// The connection.
+        conn: ConnId,
+        /// Unread bytes discarded.
+        bytes: usize,
+    },
     /// The application closed the socket with `unread_bytes` still unread.
     Stopped {
+        /// The connection.
         conn: ConnId,
+        /// Bytes left unread in the stack and the Wiring buffer.
         unread_bytes: usize,
+        /// The close was an RST (F5), not a FIN.
         sent_rst: bool,
     },
     /// `bytes` arrived after the application closed the socket; nobody will read them
     /// (`sent_rst`: the peer was told, F5).
     DataAfterClose {
+        /// The connection.
         conn: ConnId,
+        /// Bytes that arrived after the close.
         bytes: usize,
+        /// The device answered with RST.
         sent_rst: bool,
     },
     /// The socket's pool slot was freed.
-    SlotFreed { conn: ConnId },
+    SlotFreed {
+        /// The connection.
+        conn: ConnId,
+    },
     /// A SYN was dropped without answer because the backlog was full (L5).
-    SynDropped { remote: IpEndpoint },
+    SynDropped {
+        /// The endpoint that sent the SYN.
+        remote: IpEndpoint,
+    },
 }
 
 impl DeviceEvent {
@@ -102,17 +149,41 @@ impl AppEvent<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEvent<'a> {
     /// The app took a connection and considers it live.
-    Accepted { conn: ConnId },
+    Accepted {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The app read these bytes from the connection.
-    Read { conn: ConnId, data: &'a [u8] },
+    Read {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes read, in order.
+        data: &'a [u8],
+    },
     /// The app wrote bytes to the connection.
-    Wrote { conn: ConnId, bytes: usize },
+    Wrote {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes the stack accepted for sending.
+        bytes: usize,
+    },
     /// The app saw the connection end (its `connected()` turned false).
-    Disconnected { conn: ConnId },
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The app closed the connection itself (inactivity timeout, server-closes).
-    Closed { conn: ConnId },
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Received data broke the expected pattern at `offset` (multi-client receiver).
-    Mismatch { conn: ConnId, offset: u64 },
+    Mismatch {
+        /// The connection.
+        conn: ConnId,
+        /// Position in the connection's byte stream of the first wrong byte.
+        offset: u64,
+    },
 }
 
 /// Receives the events of a firmware app as they happen.

@@ -24,7 +24,7 @@ use crate::policy::{DeviceConfig, Policy, RxCopy, StopWithUnread};
 /// A socket handle as the HAL gives it to the Wiring layer (`sock_handle_t`).
 /// Stale handles (socket closed and slot reused) are detected by the generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SockId {
+pub(crate) struct SockId {
     index: u32,
     generation: u32,
 }
@@ -40,12 +40,34 @@ pub enum SockError {
     InvalidState,
 }
 
+impl core::fmt::Display for SockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SockError::InvalidHandle => "the socket handle names no live socket",
+            SockError::Closed => "the socket was closed after the peer closed it",
+            SockError::InvalidState => "the socket's TCP state does not allow this operation",
+        })
+    }
+}
+
+impl core::error::Error for SockError {}
+
 /// Why `TcpServer::begin` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenError {
     /// Port 0 cannot be listened on.
     Unaddressable,
 }
+
+impl core::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ListenError::Unaddressable => "cannot listen on port 0",
+        })
+    }
+}
+
+impl core::error::Error for ListenError {}
 
 /// What happens to an arriving SYN (decided before the stack sees it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +87,7 @@ pub(crate) enum SynAdmission {
 
 /// A server socket's handle (`TCPServer::_sock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerId(u32);
+pub(crate) struct ServerId(u32);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -117,7 +139,7 @@ enum WorkerJob {
 }
 
 /// The socket layer of the device. Owns the smoltcp socket set.
-pub struct Hal {
+pub(crate) struct Hal {
     pub(crate) sockets: SocketSet<'static>,
     policy: Policy,
     config: DeviceConfig,
@@ -743,7 +765,7 @@ impl Hal {
 
     /// Connection control blocks in use (listeners excluded, as lwIP keeps those in a
     /// separate pool).
-    pub fn pool_in_use(&self) -> usize {
+    pub(crate) fn pool_in_use(&self) -> usize {
         self.slots
             .iter()
             .flatten()

@@ -10,8 +10,12 @@
 //! The host owns time and the link: it calls [`Device::poll`] with a `smoltcp::phy::Device`,
 //! asks [`Device::poll_at`] when to call again, and runs [`app::App::loop_once`] on its own
 //! schedule. Nothing here reads a clock or a random source; seeds come in [`DeviceSeeds`].
+//!
+//! Cargo features: `testkit` (the back-to-back test bench `testkit`, for other crates' tests) and
+//! `serde` (range-checked `Serialize`/`Deserialize` for [`DeviceConfig`]; stays no_std).
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 
@@ -21,12 +25,17 @@ pub mod event;
 pub mod hal;
 mod ingress;
 pub mod policy;
+#[cfg(feature = "serde")]
+pub mod range;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 mod wiring;
 
 pub use device::{Device, DeviceSeeds};
 pub use event::{AppEvent, AppEventSink, ConnId, DeviceEvent};
-pub use policy::{ConnectedRule, DeviceConfig, Policy, RxCopy, StopWithUnread, SynOverflow};
+pub use policy::{
+    ConfigError, ConnectedRule, DeviceConfig, Policy, RxCopy, StopWithUnread, SynOverflow,
+};
+/// The smoltcp the device runs, so hosts build links and peers from the same types.
 pub use smoltcp;
 pub use wiring::{TcpClient, TcpServer};

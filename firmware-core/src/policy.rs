@@ -119,27 +119,121 @@ impl Policy {
 }
 
 /// Sizes and timings of the device, with Photon defaults.
+///
+/// With the `serde` feature it is (de)serialisable: unknown fields are rejected and every number
+/// must lie in the range its doc comment states (enforced by the `deserialize_with` helper from
+/// `crate::range` next to it; a test checks that doc and helper agree). Rules between fields are
+/// in [`DeviceConfig::check`]. A new knob is one field here: its doc with the range, and its
+/// range attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct DeviceConfig {
-    /// lwIP `MEMP_NUM_TCP_PCB`: connection control blocks in all.
+    /// lwIP `MEMP_NUM_TCP_PCB`: connection control blocks in all. Range: 1..=64.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 64>")
+    )]
     pub pool_size: usize,
     /// Control blocks held by the cloud connection (not available to the server).
+    /// Range: 0..=63.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 0, 63>")
+    )]
     pub pool_reserved: usize,
     /// Connections received but not yet taken by `TcpServer::available()` (L5: 1).
+    /// Range: 1..=64.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 64>")
+    )]
     pub backlog: usize,
-    /// `TCPCLIENT_BUF_MAX_SIZE` of the Wiring `TCPClient`.
+    /// `TCPCLIENT_BUF_MAX_SIZE` of the Wiring `TCPClient`, allocated per accepted client.
+    /// Range: 1..=65535.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 65535>")
+    )]
     pub wiring_buffer_size: usize,
-    /// Stack receive buffer (advertised window) per connection.
+    /// Stack receive buffer (advertised window) per connection, allocated per pool slot.
+    /// Range: 1..=1048576 (beyond 65535 smoltcp scales the window).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 1048576>")
+    )]
     pub rx_buffer_size: usize,
-    /// Stack transmit buffer per connection.
+    /// Stack transmit buffer per connection, allocated per pool slot. Range: 1..=1048576.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 1048576>")
+    )]
     pub tx_buffer_size: usize,
     /// Delay of the Wi-Fi networking worker thread handling one notification, lower bound.
+    /// Range: 0..=10000000 (10 s).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::u64_in::<_, 0, 10000000>")
+    )]
     pub worker_delay_min_us: u64,
     /// Upper bound (inclusive) of the worker delay; each notification draws uniformly.
+    /// Range: 0..=10000000 (10 s).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::u64_in::<_, 0, 10000000>")
+    )]
     pub worker_delay_max_us: u64,
-    /// Delayed-ACK timeout of the device stack (lwIP: up to 250 ms).
+    /// Delayed-ACK timeout of the device stack (lwIP: up to 250 ms; 0 acknowledges at once).
+    /// Range: 0..=10000 (10 s).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::u64_in::<_, 0, 10000>")
+    )]
     pub ack_delay_ms: u64,
 }
+
+/// A rule between [`DeviceConfig`] fields that [`DeviceConfig::check`] found broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `worker_delay_min_us` exceeds `worker_delay_max_us`.
+    WorkerDelayInverted {
+        /// The configured lower bound, in microseconds.
+        min_us: u64,
+        /// The configured upper bound, in microseconds.
+        max_us: u64,
+    },
+    /// `pool_reserved` leaves no control block for the server (`pool_reserved >= pool_size`).
+    NoServerSlot {
+        /// The configured pool size.
+        pool_size: usize,
+        /// The configured reserved blocks.
+        pool_reserved: usize,
+    },
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ConfigError::WorkerDelayInverted { min_us, max_us } => write!(
+                f,
+                "worker_delay_min_us ({min_us}) must not exceed worker_delay_max_us ({max_us})"
+            ),
+            ConfigError::NoServerSlot {
+                pool_size,
+                pool_reserved,
+            } => write!(
+                f,
+                "pool_reserved ({pool_reserved}) must be less than pool_size ({pool_size}), \
+                 or the server has no connection slot"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
 
 impl DeviceConfig {
     /// Particle Photon, Device OS 0.5.3 (see `legacy-model.md`, "Timing facts").
@@ -173,8 +267,26 @@ impl DeviceConfig {
     pub fn server_slots(&self) -> usize {
         self.pool_size.saturating_sub(self.pool_reserved)
     }
+
+    /// Checks the rules between fields (the range of each field is checked on deserialisation).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.worker_delay_min_us > self.worker_delay_max_us {
+            return Err(ConfigError::WorkerDelayInverted {
+                min_us: self.worker_delay_min_us,
+                max_us: self.worker_delay_max_us,
+            });
+        }
+        if self.pool_reserved >= self.pool_size {
+            return Err(ConfigError::NoServerSlot {
+                pool_size: self.pool_size,
+                pool_reserved: self.pool_reserved,
+            });
+        }
+        Ok(())
+    }
 }
 
+/// [`DeviceConfig::PHOTON`].
 impl Default for DeviceConfig {
     fn default() -> Self {
         DeviceConfig::PHOTON
@@ -209,6 +321,156 @@ mod tests {
         assert_ne!(l.time_wait_holds_slot, f.time_wait_holds_slot);
         assert_ne!(l.stop_with_unread, f.stop_with_unread);
         assert_ne!(l.write_after_peer_fin, f.write_after_peer_fin);
+    }
+}
+
+/// `DeviceConfig` as a configuration file: ranges, unknown fields, and docs that match the checks.
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use alloc::format;
+    use alloc::string::{String, ToString};
+
+    use super::*;
+
+    const PHOTON_TOML: &str = "pool_size = 5
+pool_reserved = 1
+backlog = 1
+wiring_buffer_size = 128
+rx_buffer_size = 4096
+tx_buffer_size = 4096
+worker_delay_min_us = 50
+worker_delay_max_us = 500
+ack_delay_ms = 250
+";
+
+    fn parse(text: &str) -> Result<DeviceConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn in_range_config_deserialises() {
+        assert_eq!(parse(PHOTON_TOML), Ok(DeviceConfig::PHOTON));
+        assert_eq!(DeviceConfig::PHOTON.check(), Ok(()));
+    }
+
+    #[test]
+    fn serialise_round_trips() {
+        let fixed = DeviceConfig::for_policy(&Policy::FIXED);
+        let text = toml::to_string(&fixed).unwrap();
+        assert_eq!(parse(&text), Ok(fixed));
+    }
+
+    #[test]
+    fn out_of_range_fails_naming_the_range() {
+        let text = PHOTON_TOML.replace("pool_size = 5", "pool_size = 30000");
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains("30000 is out of range: expected 1..=64"),
+            "{err}"
+        );
+        let text = PHOTON_TOML.replace("rx_buffer_size = 4096", "rx_buffer_size = 0");
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains("0 is out of range: expected 1..=1048576"),
+            "{err}"
+        );
+        let text = PHOTON_TOML.replace("ack_delay_ms = 250", "ack_delay_ms = 10001");
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains("10001 is out of range: expected 0..=10000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_fails() {
+        let err = parse(&format!("{PHOTON_TOML}pool_sise = 5\n")).unwrap_err();
+        assert!(err.contains("unknown field `pool_sise`"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_fails() {
+        let text = PHOTON_TOML.replace("backlog = 1\n", "");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("missing field `backlog`"), "{err}");
+    }
+
+    #[test]
+    fn check_finds_cross_field_errors() {
+        let inverted = DeviceConfig {
+            worker_delay_min_us: 600,
+            ..DeviceConfig::PHOTON
+        };
+        assert_eq!(
+            inverted.check(),
+            Err(ConfigError::WorkerDelayInverted {
+                min_us: 600,
+                max_us: 500
+            })
+        );
+        let no_slot = DeviceConfig {
+            pool_reserved: 5,
+            ..DeviceConfig::PHOTON
+        };
+        let err = no_slot.check().unwrap_err();
+        assert!(err.to_string().contains("pool_reserved (5)"), "{err}");
+    }
+
+    /// Every numeric field of `DeviceConfig` documents a range, checks that same range on
+    /// deserialisation, accepts its bounds and rejects the values just outside them. Reads the
+    /// source, so a new field needs nothing here.
+    #[test]
+    fn every_field_documents_the_range_it_checks() {
+        let source = include_str!("policy.rs");
+        let start = source.find("pub struct DeviceConfig {").unwrap();
+        let end = start + source[start..].find("\n}\n").unwrap();
+        let mut doc_range: Option<(u64, u64)> = None;
+        let mut attr_range: Option<(u64, u64)> = None;
+        let mut fields = 0;
+        for line in source[start..end].lines().skip(1).map(str::trim) {
+            if let Some(at) = line.find("Range: ") {
+                let text = &line[at + "Range: ".len()..];
+                let (lo, rest) = text.split_once("..=").unwrap();
+                let hi: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                doc_range = Some((lo.parse().unwrap(), hi.parse().unwrap()));
+            }
+            if let Some(at) = line.find("_in::<_, ") {
+                let text = &line[at + "_in::<_, ".len()..];
+                let (lo, rest) = text.split_once(", ").unwrap();
+                let (hi, _) = rest.split_once('>').unwrap();
+                attr_range = Some((lo.parse().unwrap(), hi.parse().unwrap()));
+            }
+            let Some(field) = line.strip_prefix("pub ") else {
+                continue;
+            };
+            let (name, ty) = field.split_once(": ").unwrap();
+            let doc = doc_range.take();
+            let attr = attr_range.take();
+            let numeric = [
+                "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize", "f32",
+                "f64",
+            ];
+            if !numeric.contains(&ty.trim_end_matches(',')) {
+                assert_eq!(attr, None, "{name}: range attribute on a non-numeric field");
+                continue;
+            }
+            fields += 1;
+            assert!(doc.is_some(), "{name}: no `Range: LO..=HI.` in its doc");
+            assert_eq!(doc, attr, "{name}: documented and checked ranges differ");
+            let (lo, hi) = doc.unwrap();
+            let with = |value: u64| {
+                let mut table = toml::Table::try_from(DeviceConfig::PHOTON).unwrap();
+                table.insert(name.to_string(), toml::Value::Integer(value as i64));
+                parse(&table.to_string())
+            };
+            assert!(with(lo).is_ok(), "{name} = {lo}: {:?}", with(lo));
+            assert!(with(hi).is_ok(), "{name} = {hi}: {:?}", with(hi));
+            assert!(with(hi + 1).is_err(), "{name} = {} accepted", hi + 1);
+            if lo > 0 {
+                assert!(with(lo - 1).is_err(), "{name} = {} accepted", lo - 1);
+            }
+        }
+        assert!(fields > 0, "no numeric field found in DeviceConfig");
     }
 }
 

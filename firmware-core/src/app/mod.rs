@@ -69,16 +69,22 @@ pub struct Recorder {
 /// The kind of a recorded app event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordedKind {
+    /// [`AppEvent::Accepted`].
     Accepted,
+    /// [`AppEvent::Read`].
     Read,
+    /// [`AppEvent::Wrote`].
     Wrote,
+    /// [`AppEvent::Disconnected`].
     Disconnected,
+    /// [`AppEvent::Closed`].
     Closed,
+    /// [`AppEvent::Mismatch`].
     Mismatch,
 }
 
 impl Recorder {
-    /// All bytes the app read from connections to `port` on the peer side, in order.
+    /// All bytes the app read, in event order.
     pub fn bytes_read(&self) -> Vec<u8> {
         self.events
             .iter()
