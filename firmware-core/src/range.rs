@@ -23,6 +23,22 @@ where
     in_range(u64::deserialize(d)?, LO, HI)
 }
 
+/// Deserialises a `u32` in `LO..=HI`.
+pub fn u32_in<'de, D, const LO: u32, const HI: u32>(d: D) -> Result<u32, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    in_range(u32::deserialize(d)?, LO, HI)
+}
+
+/// Deserialises a `u16` in `LO..=HI`.
+pub fn u16_in<'de, D, const LO: u16, const HI: u16>(d: D) -> Result<u16, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    in_range(u16::deserialize(d)?, LO, HI)
+}
+
 fn in_range<T: PartialOrd + Display, E: Error>(value: T, lo: T, hi: T) -> Result<T, E> {
     if lo <= value && value <= hi {
         Ok(value)

@@ -17,7 +17,7 @@ use firmware_core::smoltcp::socket::tcp;
 use firmware_core::smoltcp::time::Instant;
 use firmware_core::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use firmware_core::testkit::WireEnd;
-use sim::{scenario, RunOptions};
+use sim::{scenario, RunOptions, Set, SetFlag};
 
 const STREAM_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -118,7 +118,7 @@ fn main() {
     for policy in ["legacy", "fixed"] {
         let config = scenario::load(
             &scenario_path("forum"),
-            &[format!("device.policy={policy}")],
+            &[Set::flag(SetFlag::Policy, policy)],
         )
         .expect("forum.toml");
         let mut sim_us = 0;
@@ -138,7 +138,7 @@ fn main() {
     for policy in ["legacy", "fixed"] {
         let config = scenario::load(
             &scenario_path("forum"),
-            &[format!("device.policy={policy}")],
+            &[Set::flag(SetFlag::Policy, policy)],
         )
         .expect("forum.toml");
         // The default tick (50 ms) and finer ones (1 ms: the device's packets reach the peer
@@ -187,6 +187,10 @@ fn main() {
         if policy == "fixed" {
             sets.extend(["peer.0.hold_ms=0".into(), "drain_ms=0".into()]);
         }
+        let sets: Vec<Set> = sets
+            .iter()
+            .map(|s| Set::parse(SetFlag::Set, s).expect("set"))
+            .collect();
         let config = scenario::load(&scenario_path("stream"), &sets).expect("stream.toml");
         let mut sim_packets = 0;
         let mut sim_run = || {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
 use sim::fuzz::{run_scenario, FuzzScenario, ScenarioOutcome};
-use sim::inject::Injector;
+use sim::scenario::Injector;
 
 /// Byte offset of `FuzzScenario::injectors` in an input (the fields before it: u64, u8, u8,
 /// u16, u8, u16, u8, u16, u8).

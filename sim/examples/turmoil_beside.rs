@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // fwsim's device and its peer, beside them.
-    let fwsim = FwsimHosts::add_to(&mut sim, &config, RunOptions::default(), "device", "laptop");
+    let fwsim = FwsimHosts::add_to(&mut sim, &config, RunOptions::default(), "device", "laptop")?;
 
     // A fault of yours: the device's network goes away for a moment.
     let mut partitioned = false;
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let report = fwsim.report().expect("report");
+    let report = fwsim.report()?;
     println!(
         "fwsim: {} connections, {} delivered, {} silently lost, {} visible to the peer; trace {}",
         report.summary.connections,

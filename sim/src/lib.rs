@@ -1,15 +1,23 @@
 //! fwsim's simulator: everything around the firmware device.
 //!
+//! Start with [`Sim`]: a scenario (file or typed [`Scenario`]), optionally your own
+//! `firmware_core::app::App`, a seed and a backend; `run()` gives a [`RunReport`] whose
+//! [`RunReport::assert_no_silent_loss`] fails a test with the per-connection table and the
+//! command that replays it.
+//!
+//! - [`scenario`]: the typed scenario, its TOML files and `--set` changes.
 //! - [`link`]: the seeded WLAN link model (netem semantics, presets).
 //! - [`peer`]: peer programs (`nc`, hold, stream, reset, bursts) on their own smoltcp stack.
 //! - [`run`]: the run core (observer, phases, limits, report), shared by the backends.
 //! - [`backend`]: the drivers that move packets and time: `loopback` and `turmoil`.
 //! - [`oracle`]: the no-silent-loss verdict per connection.
-//! - [`scenario`]: TOML scenario files and `--set` overrides.
 //! - [`report`]: human and JSON reports.
+#![warn(missing_docs)]
 
 pub mod backend;
+mod builder;
 pub mod capture;
+mod error;
 pub mod fuzz;
 pub mod inject;
 pub mod link;
@@ -25,33 +33,14 @@ pub mod seed;
 pub mod sweep;
 mod trace;
 
-use std::path::Path;
-
+pub use builder::{seeds_from_env, Sim, SweepReport};
+pub use error::Error;
 pub use node::DEVICE_ADDR;
 pub use oracle::{Summary, Verdict};
-pub use run::{Outcome, RunError, RunOptions, RunReport};
-pub use scenario::{RunConfig, ScenarioError};
+pub use run::{AppFactory, Outcome, RunError, RunOptions, RunReport};
+pub use scenario::{Scenario, ScenarioError, Set, SetFlag};
 
-/// Loads a scenario, applies `overrides`, and runs it once on its backend with `seed`
-/// (the file's seed when `None`).
-pub fn run_file(
-    path: &Path,
-    overrides: &[String],
-    seed: Option<u64>,
-    options: RunOptions,
-) -> Result<(RunConfig, RunReport), String> {
-    let mut config = scenario::load(path, overrides).map_err(|e| e.to_string())?;
-    if let Some(seed) = seed {
-        config.seed = seed;
-    }
-    let report = run(&config, options).map_err(|e| e.to_string())?;
-    Ok((config, report))
-}
-
-/// Runs a resolved scenario on its backend.
-pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
-    match config.backend {
-        scenario::Backend::Loopback => backend::loopback::run(config, options),
-        scenario::Backend::Turmoil => backend::turmoil::run(config, options),
-    }
+/// Runs a scenario once on its backend with the app it names.
+pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunReport, Error> {
+    Sim::new(scenario.clone()).run_with(options)
 }

@@ -31,44 +31,61 @@ pub enum JitterDist {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LinkParams {
-    /// One-way delay.
+    /// One-way delay. Range: 0..=10000000 (10 s).
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub delay_us: u64,
-    /// Jitter (netem's second delay argument; standard deviation for normal/pareto).
+    /// Jitter (netem's second delay argument; standard deviation for normal/pareto). Range: 0..=10000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub jitter_us: u64,
     /// Jitter distribution.
     pub jitter_dist: JitterDist,
-    /// Gilbert-Elliott p: probability of moving from the good to the bad state, per packet.
+    /// Gilbert-Elliott p: probability of moving from the good to the bad state, per packet. Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub loss_p: f64,
-    /// Gilbert-Elliott r: probability of moving from the bad to the good state.
+    /// Gilbert-Elliott r: probability of moving from the bad to the good state. Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub loss_r: f64,
-    /// Gilbert-Elliott 1-h: loss probability in the bad state.
+    /// Gilbert-Elliott 1-h: loss probability in the bad state. Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub loss_in_bad: f64,
-    /// Gilbert-Elliott 1-k: loss probability in the good state.
+    /// Gilbert-Elliott 1-k: loss probability in the good state. Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub loss_in_good: f64,
-    /// Probability that a packet is sent at once, ahead of the queue (netem reorder).
+    /// Probability that a packet is sent at once, ahead of the queue (netem reorder). Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub reorder: f64,
-    /// Probability that a packet is duplicated.
+    /// Probability that a packet is duplicated. Range: 0..=1.
+    #[serde(deserialize_with = "probability")]
     pub duplicate: f64,
-    /// Link rate; 0 means unlimited.
+    /// Link rate; 0 means unlimited. Range: 0..=100000000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 100000000000>")]
     pub rate_bps: u64,
-    /// Bytes added to each packet for the rate (802.11 MAC/PHY overhead).
+    /// Bytes added to each packet for the rate (802.11 MAC/PHY overhead). Range: 0..=65535.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 65535>")]
     pub overhead_bytes: u64,
     /// Slot batching: packets leave only at slot boundaries, one slot every
-    /// `slot_min_us..=slot_max_us`; 0 disables.
+    /// `slot_min_us..=slot_max_us`; 0 disables. Range: 0..=10000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub slot_min_us: u64,
-    /// Upper bound of the slot interval.
+    /// Upper bound of the slot interval. Range: 0..=10000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub slot_max_us: u64,
-    /// Packets per slot at most (0: no limit).
+    /// Packets per slot at most (0: no limit). Range: 0..=1000000.
+    #[serde(deserialize_with = "firmware_core::range::u32_in::<_, 0, 1000000>")]
     pub slot_packets: u32,
     /// Power save (towards the device only): the receiver wakes every `power_save_interval_us`
     /// and after each of its own transmissions, and stays awake `power_save_awake_us`;
-    /// packets arriving while it sleeps wait for the next wake. 0 disables.
+    /// packets arriving while it sleeps wait for the next wake. 0 disables. Range: 0..=10000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub power_save_interval_us: u64,
-    /// How long the receiver stays awake after a wake.
+    /// How long the receiver stays awake after a wake. Range: 0..=10000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 10000000>")]
     pub power_save_awake_us: u64,
-    /// A stall every `stall_every_ms` (0: never) during which nothing is delivered.
+    /// A stall every `stall_every_ms` (0: never) during which nothing is delivered. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub stall_every_ms: u64,
-    /// Length of each stall.
+    /// Length of each stall. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub stall_ms: u64,
 }
 
@@ -104,12 +121,64 @@ impl LinkParams {
     /// The preset names, in order of harshness.
     pub const PRESETS: [&'static str; 4] = ["ideal", "wlan-good", "wlan-busy", "wlan-bad"];
 
-    /// The preset `name` for the direction towards the device (`downlink`) or away from it.
-    pub fn preset(name: &str, downlink: bool) -> Option<LinkParams> {
+    /// The rules between fields that single ranges cannot say: `(field, why)` when broken.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.slot_min_us > self.slot_max_us {
+            return Err(("slot_min_us", "must not exceed slot_max_us".into()));
+        }
+        if self.stall_every_ms > 0 && self.stall_ms >= self.stall_every_ms {
+            return Err(("stall_ms", "must be shorter than stall_every_ms".into()));
+        }
+        if self.power_save_interval_us > 0 && self.power_save_awake_us == 0 {
+            return Err((
+                "power_save_awake_us",
+                "must be at least 1 when power_save_interval_us is set".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The link presets of `shared/wlan-presets.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// No delay, no loss, no limits.
+    #[default]
+    Ideal,
+    /// A quiet home WLAN.
+    WlanGood,
+    /// A busy WLAN: bursts, power save, batching.
+    WlanBusy,
+    /// A bad WLAN: heavy loss and jitter.
+    WlanBad,
+}
+
+impl Preset {
+    /// Every preset, in order of harshness.
+    pub const ALL: [Preset; 4] = [
+        Preset::Ideal,
+        Preset::WlanGood,
+        Preset::WlanBusy,
+        Preset::WlanBad,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        LinkParams::PRESETS[self as usize]
+    }
+
+    /// The preset called `name`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The parameters toward the device (`downlink`) or away from it.
+    pub fn params(self, downlink: bool) -> LinkParams {
         let ideal = LinkParams::IDEAL;
-        let p = match name {
-            "ideal" => ideal,
-            "wlan-good" => LinkParams {
+        match self {
+            Preset::Ideal => ideal,
+            Preset::WlanGood => LinkParams {
                 delay_us: 1_500,
                 jitter_us: 500,
                 jitter_dist: JitterDist::Normal,
@@ -119,7 +188,7 @@ impl LinkParams {
                 overhead_bytes: 50,
                 ..ideal
             },
-            "wlan-busy" => LinkParams {
+            Preset::WlanBusy => LinkParams {
                 delay_us: 3_000,
                 jitter_us: 4_000,
                 jitter_dist: JitterDist::Paretonormal,
@@ -136,7 +205,7 @@ impl LinkParams {
                 stall_ms: 100,
                 ..ideal
             },
-            "wlan-bad" => LinkParams {
+            Preset::WlanBad => LinkParams {
                 delay_us: 5_000,
                 jitter_us: 10_000,
                 jitter_dist: JitterDist::Pareto,
@@ -152,9 +221,25 @@ impl LinkParams {
                 stall_ms: 100,
                 ..ideal
             },
-            _ => return None,
-        };
-        Some(p)
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Deserialises a probability (`0..=1`).
+fn probability<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "{v} is out of range: a probability is in 0..=1"
+        )))
     }
 }
 
@@ -655,7 +740,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_schedule() {
-        let params = LinkParams::preset("wlan-bad", true).unwrap();
+        let params = Preset::WlanBad.params(true);
         assert_eq!(run(params, 42, 3000, 500), run(params, 42, 3000, 500));
         assert_ne!(run(params, 42, 3000, 500).0, run(params, 43, 3000, 500).0);
     }

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::observer::{AppSink, Observer};
 use crate::peer::{PeerEvent, PeerHost};
 use crate::phy::LinkPhy;
-use crate::scenario::{LoopStall, RunConfig, StallTrigger};
+use crate::run::Prepared;
+use crate::scenario::StallTrigger;
 use crate::seed::{boot_seed, split_seed};
 
 /// The device's address.
@@ -38,6 +39,17 @@ impl LoopClock {
         }
         now + Duration::from_micros(us)
     }
+}
+
+/// Injected system stalls of the application loop (the `device.loop_stall_*` fields).
+#[derive(Debug, Clone, PartialEq)]
+struct LoopStall {
+    /// Segments whose arrival stalls the loop; empty: no stalls.
+    on: Vec<StallTrigger>,
+    stall: Duration,
+    /// Hold the loop until the connection's FIN or RST (at most `max`), then `stall` more.
+    until_close: bool,
+    max: Duration,
 }
 
 /// The device side of a run. `boot` counts restarts so a rebooted device draws fresh seeds.
@@ -76,25 +88,26 @@ fn stall_trigger(packet: &[u8]) -> Option<(u16, StallTrigger)> {
 impl DeviceNode {
     /// Boots the firmware (its `boot`-th life) and runs the app's `setup()`.
     pub(crate) fn boot(
-        config: &RunConfig,
+        prep: &Prepared,
         boot: u32,
         phy: &mut LinkPhy<'_>,
         now: Instant,
     ) -> DeviceNode {
-        let tag = |name: &str| boot_seed(config.seed, name, boot);
+        let config = &prep.scenario.device;
+        let tag = |name: &str| boot_seed(prep.scenario.seed, name, boot);
         let mut device = Device::new(
             phy,
             DEVICE_ADDR,
             24,
-            config.policy,
-            config.device,
+            prep.policy,
+            config.stack,
             DeviceSeeds {
                 stack: tag("device.stack"),
                 worker: tag("device.worker"),
             },
             now,
         );
-        let mut app = config.app.build(config.port);
+        let mut app = (prep.app)(config.port);
         app.setup(&mut device);
         let mut clock = LoopClock {
             rng: ChaCha8Rng::seed_from_u64(tag("device.loop")),
@@ -110,7 +123,12 @@ impl DeviceNode {
             clock,
             next_tick,
             events: Vec::new(),
-            stall: config.loop_stall.clone(),
+            stall: LoopStall {
+                on: config.loop_stall_on.clone(),
+                stall: Duration::from_micros(config.loop_stall_us),
+                until_close: config.loop_stall_until_close,
+                max: Duration::from_millis(config.loop_stall_max_ms),
+            },
             stall_held_for: None,
         }
     }
@@ -242,14 +260,15 @@ pub(crate) struct PeerNode {
 
 impl PeerNode {
     /// Starts the peer host.
-    pub(crate) fn boot(config: &RunConfig, phy: &mut LinkPhy<'_>) -> Result<PeerNode, String> {
+    pub(crate) fn boot(prep: &Prepared, phy: &mut LinkPhy<'_>) -> Result<PeerNode, String> {
+        let s = &prep.scenario;
         let host = PeerHost::new(
             phy,
-            config.workloads.clone(),
+            s.peer.clone(),
             DEVICE_ADDR,
-            config.port,
-            split_seed(config.seed, "peer.stack"),
-            split_seed(config.seed, "peer.programs"),
+            s.device.port,
+            split_seed(s.seed, "peer.stack"),
+            split_seed(s.seed, "peer.programs"),
         )?;
         Ok(PeerNode {
             host,

@@ -5,36 +5,21 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::run::RunReport;
-use crate::scenario::RunConfig;
+use crate::run::{Outcome, RunReport};
 
-/// The command that replays a run exactly.
-pub fn replay_command(scenario_path: &str, config: &RunConfig, sets: &[String]) -> String {
-    let mut cmd = format!(
-        "cargo run --release -p sim --bin fwsim -- run {scenario_path} --seed {} --policy {}",
-        config.seed,
-        config.policy.name()
-    );
-    for s in sets.iter().filter(|s| !s.starts_with("device.policy=")) {
-        if let Some(b) = s.strip_prefix("backend=") {
-            let _ = write!(cmd, " --backend {b}");
-            continue;
-        }
-        let _ = write!(cmd, " --set '{s}'");
-    }
-    cmd
-}
-
-/// The human report.
-pub fn human(config: &RunConfig, report: &RunReport, replay: &str, all_rows: bool) -> String {
+/// The human report: a row per connection (losses and the first ten; `all_rows`: every one),
+/// the summary, the verdict and the replay command.
+pub fn human(report: &RunReport, all_rows: bool) -> String {
     let mut out = String::new();
     let s = &report.summary;
+    let l = &report.label;
     let _ = writeln!(
         out,
-        "scenario {} | policy {} | link {} | seed {} | {:.3} s simulated{}",
-        config.name,
-        config.policy.name(),
-        config.preset,
+        "scenario {} | policy {} | link {} | backend {} | seed {} | {:.3} s simulated{}",
+        l.scenario,
+        l.policy,
+        l.preset,
+        l.backend,
         report.seed,
         report.sim_time_us as f64 / 1e6,
         if report.timed_out {
@@ -85,26 +70,28 @@ pub fn human(config: &RunConfig, report: &RunReport, replay: &str, all_rows: boo
         s.connections, s.delivered, s.silently_lost, s.never_accepted, s.corrupted, s.refused_visible, s.aborted_by_peer, s.unfinished,
         s.bytes_acked, s.bytes_delivered, s.loss_fraction * 100.0, report.trace_hash
     );
-    let verdict = if s.violations() > 0 {
-        "SILENT LOSS"
-    } else {
-        "no silent loss"
-    };
-    let _ = writeln!(out, "verdict: {verdict}");
-    let _ = writeln!(out, "replay: {replay}");
+    let _ = writeln!(out, "verdict: {}", report.verdict_line());
+    let _ = writeln!(out, "replay: {}", report.replay);
     out
 }
 
 /// The JSON report.
-pub fn json(config: &RunConfig, report: &RunReport, replay: &str) -> serde_json::Value {
+pub fn json(report: &RunReport) -> serde_json::Value {
     let s = &report.summary;
+    let l = &report.label;
     json!({
-        "scenario": config.name,
-        "policy": config.policy.name(),
-        "preset": config.preset,
-        "backend": format!("{:?}", config.backend).to_lowercase(),
+        "scenario": l.scenario,
+        "policy": l.policy,
+        "preset": l.preset,
+        "backend": l.backend,
         "seed": report.seed,
+        "outcome": match report.outcome() {
+            Outcome::NoSilentLoss => "no_silent_loss",
+            Outcome::SilentLoss => "silent_loss",
+            Outcome::NothingTested => "nothing_tested",
+        },
         "connections": s.connections,
+        "tested": report.tested(),
         "delivered": s.delivered,
         "silently_lost": s.silently_lost,
         "never_accepted": s.never_accepted,
@@ -120,6 +107,16 @@ pub fn json(config: &RunConfig, report: &RunReport, replay: &str) -> serde_json:
         "sim_time_us": report.sim_time_us,
         "timed_out": report.timed_out,
         "rows": report.rows,
-        "replay": replay,
+        "replay": report.replay,
     })
+}
+
+impl RunReport {
+    /// Panics unless the run tested something and lost nothing silently; the message is the
+    /// per-connection table and the command that replays the run.
+    pub fn assert_no_silent_loss(&self) {
+        if self.outcome() != Outcome::NoSilentLoss {
+            panic!("{}", human(self, false));
+        }
+    }
 }

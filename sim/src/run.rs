@@ -5,20 +5,28 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use firmware_core::app::App;
 use firmware_core::smoltcp::time::{Duration, Instant};
+use firmware_core::Policy;
 
 use crate::capture::Capture;
 use crate::link::LinkStats;
 use crate::observer::Observer;
 use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
 use crate::peer::{PeerConnRecord, PeerHost};
-use crate::scenario::RunConfig;
+use crate::scenario::{Scenario, ScenarioError, Set};
 use crate::trace::Trace;
 
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// Which run: scenario, policy, link preset, backend.
+    pub label: RunLabel,
+    /// The one command that replays this run.
+    pub replay: String,
     /// The seed the run used.
     pub seed: u64,
     /// One row per connection the peer opened, in opening order.
@@ -39,6 +47,19 @@ pub struct RunReport {
     pub downlink: LinkStats,
     /// The run hit its time limit before every peer program finished.
     pub timed_out: bool,
+}
+
+/// Which run a report is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLabel {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The device's socket rules.
+    pub policy: String,
+    /// The link preset.
+    pub preset: String,
+    /// The backend.
+    pub backend: String,
 }
 
 /// What a run's report says in one word, and the exit status `fwsim` gives it.
@@ -173,6 +194,98 @@ enum Phase {
     Liveness { quiet_since: Option<Instant> },
 }
 
+/// Builds the firmware app for the server port: a run's app, and a rebooted device's new one.
+pub type AppFactory = Arc<dyn Fn(u16) -> Box<dyn App> + Send + Sync>;
+
+/// How a run is replayed: from a scenario file with its changes, or by its test.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// The scenario file, when the scenario came from one.
+    pub file: Option<PathBuf>,
+    /// The changes made to it, in order.
+    pub sets: Vec<Set>,
+    /// The app or the socket rules are not ones a scenario file can name: only the test or
+    /// program that made them can replay the run.
+    pub custom_app: bool,
+}
+
+impl Replay {
+    /// The one command that replays the run with `seed`.
+    pub fn command(&self, seed: u64) -> String {
+        let test = std::thread::current()
+            .name()
+            .filter(|n| *n != "main")
+            .map(str::to_string);
+        match (&self.file, self.custom_app, test) {
+            (Some(file), false, _) => {
+                let mut cmd = format!(
+                    "cargo run --release -p sim --bin fwsim -- run {} --seed {seed}",
+                    file.display()
+                );
+                for set in self.sets.iter().filter(|s| s.key != "seed") {
+                    cmd.push(' ');
+                    cmd.push_str(&set.to_string());
+                }
+                cmd
+            }
+            (_, _, Some(test)) => format!("FWSIM_SEED={seed} cargo test {test}"),
+            _ => format!("FWSIM_SEED={seed} (rerun the program that built this scenario)"),
+        }
+    }
+
+    /// The same, with one more change.
+    pub fn with(&self, set: Set) -> Replay {
+        let mut r = self.clone();
+        r.sets.push(set);
+        r
+    }
+}
+
+/// A scenario made ready to run: checked, its injectors applied, with the app it runs.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub(crate) scenario: Scenario,
+    pub(crate) policy: Policy,
+    pub(crate) app: AppFactory,
+    pub(crate) replay: Replay,
+}
+
+impl Prepared {
+    /// Checks `scenario` and applies its injectors; `app` replaces the app the scenario names,
+    /// `rules` its policy's socket rules.
+    pub(crate) fn new(
+        scenario: &Scenario,
+        app: Option<AppFactory>,
+        rules: Option<Policy>,
+        replay: Replay,
+    ) -> Result<Prepared, ScenarioError> {
+        if let Some(invalid) = scenario.invalid() {
+            return Err(ScenarioError {
+                origin: format!("scenario {}", scenario.name),
+                position: None,
+                message: format!("{}: {}", invalid.path, invalid.message),
+            });
+        }
+        let mut s = scenario.clone();
+        let mut injectors = s.inject.clone();
+        injectors.sort();
+        injectors.dedup();
+        for injector in injectors {
+            injector.apply(&mut s);
+        }
+        let app = app.unwrap_or_else(|| {
+            let device = s.device.clone();
+            Arc::new(move |port| device.build_app(port))
+        });
+        Ok(Prepared {
+            policy: rules.unwrap_or_else(|| s.policy()),
+            scenario: s,
+            app,
+            replay,
+        })
+    }
+}
+
 /// Milliseconds as an instant, saturating (a limit beyond simulated time means "never").
 pub(crate) fn instant_ms(ms: u64) -> Instant {
     Instant::from_micros(ms.saturating_mul(1000).min(i64::MAX as u64 / 2) as i64)
@@ -180,6 +293,8 @@ pub(crate) fn instant_ms(ms: u64) -> Instant {
 
 /// Everything of a run but the moving of packets.
 pub(crate) struct RunCore {
+    label: RunLabel,
+    replay: String,
     pub(crate) observer: Observer,
     pub(crate) capture: Option<Capture>,
     /// Skip an idle application's loop iterations (off: [`RunOptions::step_every_loop`]).
@@ -191,18 +306,27 @@ pub(crate) struct RunCore {
 }
 
 impl RunCore {
-    /// The core of a run of `config` on `backend` (named in the `tracing` span).
-    pub(crate) fn new(config: &RunConfig, backend: &str, options: RunOptions) -> RunCore {
+    /// The core of a run of `prep` on `backend` (named in the `tracing` span).
+    pub(crate) fn new(prep: &Prepared, backend: &str, options: RunOptions) -> RunCore {
+        let config = &prep.scenario;
+        let label = RunLabel {
+            scenario: config.name.clone(),
+            policy: prep.policy.name().into(),
+            preset: config.link.preset.name().into(),
+            backend: backend.into(),
+        };
         let span = tracing::info_span!(
             target: "fwsim::trace",
             "run",
-            scenario = %config.name,
+            scenario = %label.scenario,
             seed = config.seed,
             backend,
-            policy = config.policy.name(),
-            preset = %config.preset
+            policy = %label.policy,
+            preset = %label.preset
         );
         RunCore {
+            label,
+            replay: prep.replay.command(config.seed),
             observer: Observer {
                 oracle: Oracle::default(),
                 trace: Trace::new(options.keep_trace, span),
@@ -281,6 +405,8 @@ impl RunCore {
         let rows = self.observer.oracle.judge(records);
         let trace = &mut self.observer.trace;
         Ok(RunReport {
+            label: self.label.clone(),
+            replay: self.replay.clone(),
             seed: self.seed,
             summary: Summary::of(&rows),
             rows,

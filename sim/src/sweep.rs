@@ -5,35 +5,51 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::scenario::{self, ScenarioError};
-use crate::RunOptions;
+use crate::scenario::{Set, SetFlag};
+use crate::{Error, Sim};
 
 /// What to sweep.
 #[derive(Debug, Clone)]
 pub struct SweepSpec {
+    /// The seeds each cell runs.
     pub seeds: Vec<u64>,
+    /// Policy names (`legacy`, `fixed`); empty: the scenario's.
     pub policies: Vec<String>,
+    /// Preset names; empty: the scenario's.
     pub presets: Vec<String>,
     /// One scenario key and the values it takes (`device.loop_period_us`, [500, 1000]).
     pub vary: Option<(String, Vec<String>)>,
-    /// `--set` overrides applied to every run.
-    pub sets: Vec<String>,
+    /// Changes applied to every run (`--set`, `--inject`, `--backend`).
+    pub sets: Vec<Set>,
 }
 
 /// Totals of one cell (policy x preset x varied value).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cell {
-    pub policy: String,
-    pub preset: String,
+    /// The policy, if the sweep set one.
+    pub policy: Option<String>,
+    /// The preset, if the sweep set one.
+    pub preset: Option<String>,
+    /// The varied field's value, if any.
     pub value: Option<String>,
+    /// Runs in the cell.
     pub runs: u64,
+    /// Runs with at least one violation.
     pub runs_with_loss: u64,
+    /// Connections opened.
     pub connections: u64,
+    /// Connections that reached a verdict.
+    pub tested: u64,
+    /// Connections silently lost.
     pub violations: u64,
+    /// Bytes the peer saw acknowledged.
     pub bytes_acked: u64,
+    /// Of those, bytes the application read.
     pub bytes_delivered: u64,
     /// Seeds that showed silent loss (at most 20 kept).
     pub failing_seeds: Vec<u64>,
+    /// The command that replays the first failing seed.
+    pub replay: Option<String>,
 }
 
 impl Cell {
@@ -46,70 +62,87 @@ impl Cell {
         }
     }
 
-    /// The `--set` overrides that reproduce this cell.
-    pub fn sets(&self, spec: &SweepSpec) -> Vec<String> {
+    /// The changes that make this cell from the scenario.
+    pub fn sets(&self, spec: &SweepSpec) -> Vec<Set> {
         let mut sets = spec.sets.clone();
-        sets.push(format!("device.policy={}", self.policy));
-        sets.push(format!("link.preset={}", self.preset));
+        if let Some(p) = &self.preset {
+            sets.push(Set::flag(SetFlag::Preset, p));
+        }
+        if let Some(p) = &self.policy {
+            sets.push(Set::flag(SetFlag::Policy, p));
+        }
         if let (Some((key, _)), Some(v)) = (&spec.vary, &self.value) {
-            sets.push(format!("{key}={v}"));
+            sets.push(Set {
+                flag: SetFlag::Vary,
+                key: key.clone(),
+                value: v.clone(),
+                append: false,
+            });
         }
         sets
     }
 }
 
-/// Runs the sweep; `progress` is called after each run with (done, total).
+fn or_none(list: &[String]) -> Vec<Option<String>> {
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list.iter().cloned().map(Some).collect()
+    }
+}
+
+/// Runs the sweep; `progress` is called after each run with (done, total). Every cell's
+/// scenario is loaded before the first run, so a bad value fails at once.
 pub fn run_sweep(
     path: &Path,
     spec: &SweepSpec,
     mut progress: impl FnMut(u64, u64),
-) -> Result<Vec<Cell>, ScenarioError> {
-    let values: Vec<Option<String>> = match &spec.vary {
+) -> Result<Vec<Cell>, Error> {
+    let values = match &spec.vary {
         Some((_, vs)) => vs.iter().cloned().map(Some).collect(),
         None => vec![None],
     };
-    let total = (spec.seeds.len() * spec.policies.len() * spec.presets.len() * values.len()) as u64;
-    let mut done = 0;
     let mut cells = Vec::new();
     for value in &values {
-        for preset in &spec.presets {
-            for policy in &spec.policies {
-                let mut cell = Cell {
+        for preset in or_none(&spec.presets) {
+            for policy in or_none(&spec.policies) {
+                let cell = Cell {
                     policy: policy.clone(),
                     preset: preset.clone(),
                     value: value.clone(),
                     ..Cell::default()
                 };
-                let config = scenario::load(path, &cell.sets(spec))?;
-                for &seed in &spec.seeds {
-                    let mut c = config.clone();
-                    c.seed = seed;
-                    let r =
-                        crate::run(&c, RunOptions::default()).map_err(|message| ScenarioError {
-                            origin: path.display().to_string(),
-                            position: None,
-                            message: message.to_string(),
-                        })?;
-                    let s = &r.summary;
-                    cell.runs += 1;
-                    cell.connections += s.connections;
-                    cell.violations += s.violations();
-                    cell.bytes_acked += s.bytes_acked;
-                    cell.bytes_delivered += s.bytes_delivered;
-                    if s.violations() > 0 {
-                        cell.runs_with_loss += 1;
-                        if cell.failing_seeds.len() < 20 {
-                            cell.failing_seeds.push(seed);
-                        }
-                    }
-                    done += 1;
-                    progress(done, total);
-                }
-                cells.push(cell);
+                let sim = Sim::from_file_with(path, &cell.sets(spec))?;
+                cells.push((cell, sim));
             }
         }
     }
-    Ok(cells)
+    let total = (spec.seeds.len() * cells.len()) as u64;
+    let mut done = 0;
+    for (cell, sim) in &mut cells {
+        for &seed in &spec.seeds {
+            let r = sim.clone().seed(seed).run()?;
+            let s = &r.summary;
+            cell.runs += 1;
+            cell.connections += s.connections;
+            cell.tested += r.tested();
+            cell.violations += s.violations();
+            cell.bytes_acked += s.bytes_acked;
+            cell.bytes_delivered += s.bytes_delivered;
+            if s.violations() > 0 {
+                cell.runs_with_loss += 1;
+                if cell.failing_seeds.is_empty() {
+                    cell.replay = Some(r.replay.clone());
+                }
+                if cell.failing_seeds.len() < 20 {
+                    cell.failing_seeds.push(seed);
+                }
+            }
+            done += 1;
+            progress(done, total);
+        }
+    }
+    Ok(cells.into_iter().map(|(c, _)| c).collect())
 }
 
 /// Parses `A..B` (inclusive), `N` (1..=N) or `a,b,c`.
@@ -134,11 +167,18 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
             .collect();
     }
     let n: u64 = text.trim().parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(format!("--seeds {text:?}: a sweep runs at least one seed"));
+    }
     Ok((1..=n).collect())
 }
 
 /// Draws loss fraction against the varied value, one line per policy x preset, as SVG.
 pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
+    plot(cells, key, out).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+fn plot(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
     use plotters::prelude::*;
     let values: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
@@ -174,7 +214,7 @@ pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
         .x_label_formatter(&|i| values.get(*i).cloned().unwrap_or_default())
         .draw()
         .map_err(|e| e.to_string())?;
-    let mut series: Vec<(String, String)> = Vec::new();
+    let mut series: Vec<(Option<String>, Option<String>)> = Vec::new();
     for c in cells {
         let k = (c.policy.clone(), c.preset.clone());
         if !series.contains(&k) {
@@ -198,7 +238,11 @@ pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(format!("{policy} / {preset}"))
+            .label(format!(
+                "{} / {}",
+                policy.as_deref().unwrap_or("scenario's policy"),
+                preset.as_deref().unwrap_or("scenario's link")
+            ))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -230,5 +274,9 @@ mod tests {
         assert_eq!(parse_seeds("9,2").unwrap(), vec![9, 2]);
         assert!(parse_seeds("7..5").is_err());
         assert!(parse_seeds("x").is_err());
+        assert!(
+            parse_seeds("0").is_err(),
+            "a sweep of no seed tests nothing"
+        );
     }
 }

@@ -46,21 +46,30 @@ pub fn scenario_path(name: &str) -> std::path::PathBuf {
         .join(format!("{name}.toml"))
 }
 
-/// Loads `scenarios/NAME.toml` with `--set` overrides; panics with the scenario error.
-pub fn load(name: &str, sets: &[&str]) -> sim::RunConfig {
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    sim::scenario::load(&scenario_path(name), &sets).unwrap_or_else(|e| panic!("{e}"))
+/// `--set` changes from `KEY=VALUE` strings; panics on a malformed one.
+pub fn sets(list: &[&str]) -> Vec<sim::Set> {
+    list.iter()
+        .map(|s| sim::Set::parse(sim::SetFlag::Set, s).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// Loads `scenarios/NAME.toml` with `--set` changes; panics with the scenario error.
+pub fn load(name: &str, changes: &[&str]) -> sim::Scenario {
+    sim::scenario::load(&scenario_path(name), &sets(changes)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A [`sim::Sim`] of `scenarios/NAME.toml` with `--set` changes (its failures replay with
+/// `fwsim run`); panics with the scenario error.
+pub fn sim_of(name: &str, changes: &[&str]) -> sim::Sim {
+    sim::Sim::from_file_with(scenario_path(name), &sets(changes)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Seeds of a sweep: `FWSIM_SEED=N` runs that one seed, `FWSIM_SEEDS=K` the first K, else
 /// the first `default`.
 pub fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("FWSIM_SEED") {
-        return vec![s.parse().expect("FWSIM_SEED is a number")];
-    }
     let n = std::env::var("FWSIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default);
-    (1..=n).collect()
+    sim::seeds_from_env((1..=n).collect())
 }

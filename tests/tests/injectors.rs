@@ -2,28 +2,26 @@
 //! use for its verdicts), the fixed rules lose nothing under it, and where the legacy rules lose,
 //! the oracle says so. Seeds: `FWSIM_SEEDS=K` or `FWSIM_SEED=N`; a failure prints its replay.
 
-use fwsim_tests::{load, seeds};
+use fwsim_tests::{load, seeds, sim_of};
 use sim::oracle::ConnReport;
-use sim::{RunOptions, RunReport, Verdict};
+use sim::scenario::Injector;
+use sim::{RunOptions, RunReport, Set, SetFlag, Verdict};
 
 /// Runs `scenarios/NAME.toml` with `sets`, the injector, the policy and the seed.
 fn run(name: &str, sets: &[&str], injector: &str, policy: &str, seed: u64) -> (RunReport, String) {
-    let inject = format!("inject+=\"{injector}\"");
-    let policy_set = format!("device.policy={policy}");
-    let mut all = sets.to_vec();
-    all.push(&inject);
-    all.push(&policy_set);
-    let mut c = load(name, &all);
-    c.seed = seed;
-    let replay = format!(
-        "cargo run --release -p sim --bin fwsim -- run scenarios/{name}.toml --seed {seed} --policy {policy} --inject {injector} {}",
-        sets.iter().map(|s| format!("--set '{s}'")).collect::<Vec<_>>().join(" ")
-    );
     let keep_trace = RunOptions {
         keep_trace: true,
         ..Default::default()
     };
-    (sim::run(&c, keep_trace).unwrap(), replay)
+    let r = sim_of(name, sets)
+        .with(Set::flag(SetFlag::Inject, injector))
+        .and_then(|s| s.with(Set::flag(SetFlag::Policy, policy)))
+        .unwrap()
+        .seed(seed)
+        .run_with(keep_trace)
+        .unwrap();
+    let replay = r.replay.clone();
+    (r, replay)
 }
 
 /// The oracle's sensitivity: a connection whose acknowledged data the device freed unread, while
@@ -107,16 +105,17 @@ fn rst_before_accept_never_blocks_later_connections() {
             &[
                 "peer.0.count=5",
                 "peer.0.interval_ms=400",
-                "inject+=\"rst-before-accept\"",
-                "device.policy=fixed",
+                "device.policy=\"fixed\"",
             ],
         );
         c.seed = seed;
-        let mut nc = c.workloads[0].clone();
+        // The injector applies to the reset peers only; plain nc peers follow.
+        Injector::RstBeforeAccept.apply(&mut c);
+        let mut nc = c.peer[0].clone();
         nc.kind = sim::peer::ProgramKind::Nc;
         nc.start_ms = 3_000;
         nc.count = 5;
-        c.workloads.push(nc);
+        c.peer.push(nc);
         let replay = format!(
             "FWSIM_SEED={seed} cargo test -p fwsim-tests --test injectors rst_before_accept"
         );

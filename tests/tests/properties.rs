@@ -2,10 +2,10 @@
 //! A failure prints the shrunk input; replay it through `sim::fuzz::run_scenario`.
 
 use firmware_core::Policy;
-use fwsim_tests::load;
+use fwsim_tests::{load, sim_of};
 use proptest::prelude::*;
 use sim::fuzz::{run_scenario, ScenarioOutcome, MIN_SCENARIO_INPUT};
-use sim::inject::Injector;
+use sim::scenario::Injector;
 use sim::RunOptions;
 
 proptest! {
@@ -90,12 +90,8 @@ proptest! {
 #[test]
 fn disabling_fixes_brings_the_loss_back() {
     use firmware_core::StopWithUnread;
-    let fixed = load("forum", &["device.policy=fixed", "peer.0.count=10"]);
-    let run = |policy: Policy| {
-        let mut c = fixed.clone();
-        c.policy = policy;
-        sim::run(&c, RunOptions::default()).unwrap().summary
-    };
+    let fixed = sim_of("forum", &["device.policy=fixed", "peer.0.count=10"]);
+    let run = |policy: Policy| fixed.clone().rules(policy).run().unwrap().summary;
     assert_eq!(run(Policy::FIXED).violations(), 0);
     let legacy_stop = StopWithUnread::Fin;
     for (rule, policy) in [

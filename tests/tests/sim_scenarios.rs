@@ -3,15 +3,15 @@
 //! Every failure names the seed; replay with the `fwsim run` command in the message.
 
 use fwsim_tests::{load, seeds};
-use sim::scenario::RunConfig;
+use sim::Scenario as RunConfig;
 use sim::{RunOptions, Verdict};
 
 fn replay(name: &str, config: &RunConfig) -> String {
     format!(
         "cargo run --release -p sim --bin fwsim -- run scenarios/{name}.toml --seed {} --policy {} --preset {}",
         config.seed,
-        config.policy.name(),
-        config.preset
+        config.device.policy.name(),
+        config.link.preset
     )
 }
 
@@ -241,7 +241,7 @@ fn stream_delivers_every_byte_under_both_policies() {
 fn scenario_files_all_parse() {
     for name in ["forum", "multi-client", "server-closes", "stream"] {
         let c = load(name, &[]);
-        assert!(!c.workloads.is_empty(), "{name}");
+        assert!(!c.peer.is_empty(), "{name}");
     }
 }
 

@@ -2,7 +2,8 @@
 //! Failures name the seed; replay with the `fwsim run ... --set backend=turmoil` in the message.
 
 use fwsim_tests::{load, seeds};
-use sim::scenario::{Backend, RunConfig};
+use sim::scenario::Backend;
+use sim::Scenario as RunConfig;
 use sim::{RunOptions, Verdict};
 
 fn on(backend: Backend, mut c: RunConfig) -> RunConfig {

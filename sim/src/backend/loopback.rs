@@ -11,8 +11,7 @@ use crate::capture::Capture;
 use crate::link::Link;
 use crate::node::{DeviceNode, PeerNode};
 use crate::phy::{BufferPool, LinkPhy};
-use crate::run::{RunCore, RunError, RunOptions, RunReport};
-use crate::scenario::RunConfig;
+use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport};
 use crate::seed::split_seed;
 
 /// The two links and what each delivered to its host.
@@ -50,23 +49,24 @@ impl Wire {
     }
 }
 
-/// Runs one scenario on the loopback backend.
-pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
-    if !config.faults.is_empty() {
+/// Runs one prepared scenario on the loopback backend.
+pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, RunError> {
+    let config = &prep.scenario;
+    if !config.fault.is_empty() {
         return Err(RunError::FaultsNeedTurmoil);
     }
     let seed = config.seed;
     let mut wire = Wire {
-        downlink: Link::new(config.downlink, split_seed(seed, "link.downlink")),
-        uplink: Link::new(config.uplink, split_seed(seed, "link.uplink")),
+        downlink: Link::new(config.link.downlink, split_seed(seed, "link.downlink")),
+        uplink: Link::new(config.link.uplink, split_seed(seed, "link.uplink")),
         device_rx: VecDeque::new(),
         peer_rx: VecDeque::new(),
         pool: BufferPool::default(),
     };
-    let mut core = RunCore::new(config, "loopback", options);
+    let mut core = RunCore::new(prep, "loopback", options);
     let mut now = Instant::ZERO;
-    let mut node = DeviceNode::boot(config, 0, &mut wire.device_phy(now, None), now);
-    let mut peer = PeerNode::boot(config, &mut wire.peer_phy(now)).map_err(RunError::Peer)?;
+    let mut node = DeviceNode::boot(prep, 0, &mut wire.device_phy(now, None), now);
+    let mut peer = PeerNode::boot(prep, &mut wire.peer_phy(now)).map_err(RunError::Peer)?;
     // A side's next timer only changes when that side is polled, fed or run: cached.
     let mut peer_at_cache: Option<Option<Instant>> = None;
     let mut device_at_cache: Option<Option<Instant>> = None;
@@ -147,7 +147,9 @@ mod tests {
             .finish();
         let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
         tracing::subscriber::with_default(subscriber, || {
-            run(&config, RunOptions::default()).unwrap();
+            // Other tests' threads may have cached "no subscriber wants this" meanwhile.
+            tracing::callsite::rebuild_interest_cache();
+            crate::run(&config, RunOptions::default()).unwrap();
         });
         let bytes = out.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
@@ -170,13 +172,17 @@ mod tests {
     #[test]
     fn trace_hash_does_not_depend_on_tracing_being_on() {
         let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
-        let quiet = run(&config, RunOptions::default()).unwrap().trace_hash;
+        let quiet = crate::run(&config, RunOptions::default())
+            .unwrap()
+            .trace_hash;
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("fwsim=debug"))
             .with_writer(std::io::sink)
             .finish();
         let loud = tracing::subscriber::with_default(subscriber, || {
-            run(&config, RunOptions::default()).unwrap().trace_hash
+            crate::run(&config, RunOptions::default())
+                .unwrap()
+                .trace_hash
         });
         assert_eq!(quiet, loud);
     }

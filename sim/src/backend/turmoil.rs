@@ -32,8 +32,8 @@ use crate::link::{Link, LinkStats};
 use crate::node::{DeviceNode, PeerNode};
 use crate::peer::PeerConnRecord;
 use crate::phy::{BufferPool, LinkPhy};
-use crate::run::{RunCore, RunError, RunOptions, RunReport, Stop};
-use crate::scenario::{FaultAction, RunConfig};
+use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport, Stop};
+use crate::scenario::{FaultAction, Scenario};
 use crate::seed::{boot_seed, split_seed};
 
 /// UDP port of the packet tunnel on both hosts.
@@ -176,7 +176,7 @@ impl HostWire {
 
 /// The device host: boots the firmware (again after each bounce) and runs it forever.
 async fn device_host(
-    config: Rc<RunConfig>,
+    prep: Rc<Prepared>,
     shared: Rc<RefCell<Shared>>,
     peer: String,
 ) -> turmoil::Result {
@@ -187,10 +187,11 @@ async fn device_host(
         s.device_boots += 1;
         s.device_boots - 1
     };
+    let config = &prep.scenario;
     let downlink_seed = boot_seed(config.seed, "link.downlink", boot);
-    let mut wire = HostWire::new(Link::new(config.downlink, downlink_seed));
+    let mut wire = HostWire::new(Link::new(config.link.downlink, downlink_seed));
     let now = sim_now();
-    let mut node = DeviceNode::boot(&config, boot, &mut wire.phy(now, true, None), now);
+    let mut node = DeviceNode::boot(&prep, boot, &mut wire.phy(now, true, None), now);
     if boot > 0 {
         let mut s = shared.borrow_mut();
         s.core
@@ -243,16 +244,17 @@ async fn device_host(
 
 /// The peer host: runs the workload, then the liveness phase, then ends (a turmoil client).
 async fn peer_host(
-    config: Rc<RunConfig>,
+    prep: Rc<Prepared>,
     shared: Rc<RefCell<Shared>>,
     device: String,
 ) -> turmoil::Result {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, TUNNEL_PORT)).await?;
     let device = turmoil::lookup(device);
-    let uplink = Link::new(config.uplink, split_seed(config.seed, "link.uplink"));
+    let config = &prep.scenario;
+    let uplink = Link::new(config.link.uplink, split_seed(config.seed, "link.uplink"));
     let mut wire = HostWire::new(uplink);
     let mut now = sim_now();
-    let mut peer = PeerNode::boot(&config, &mut wire.phy(now, false, None))?;
+    let mut peer = PeerNode::boot(&prep, &mut wire.phy(now, false, None))?;
     let tick = Duration::from_micros(config.turmoil_tick_us.max(1));
     let mut stopped = None;
     while stopped.is_none() {
@@ -307,16 +309,27 @@ impl FwsimHosts {
     /// `device` and `peer`. Run the simulation, then read [`FwsimHosts::report`].
     ///
     /// `sim` must step by the scenario's `turmoil_tick_us`: build it from [`sim_builder`].
-    /// A mismatch panics at the first step that shows it.
+    /// A mismatch panics at the first step that shows it (a harness bug, not an input error).
     pub fn add_to(
         sim: &mut turmoil::Sim<'_>,
-        config: &RunConfig,
+        scenario: &Scenario,
+        options: RunOptions,
+        device: &str,
+        peer: &str,
+    ) -> Result<FwsimHosts, crate::Error> {
+        let prep = Prepared::new(scenario, None, None, crate::run::Replay::default())?;
+        Ok(FwsimHosts::add_prepared(sim, prep, options, device, peer))
+    }
+
+    pub(crate) fn add_prepared(
+        sim: &mut turmoil::Sim<'_>,
+        prep: Prepared,
         options: RunOptions,
         device: &str,
         peer: &str,
     ) -> FwsimHosts {
         let shared = Rc::new(RefCell::new(Shared {
-            core: RunCore::new(config, "turmoil", options),
+            core: RunCore::new(&prep, "turmoil", options),
             records: Vec::new(),
             healed: false,
             stopped: None,
@@ -324,7 +337,7 @@ impl FwsimHosts {
             uplink: LinkStats::default(),
             downlink: LinkStats::default(),
         }));
-        let config = Rc::new(config.clone());
+        let config = Rc::new(prep);
         // turmoil runs hosts in the order they were added, and a datagram sent earlier in a
         // step reaches a later host in the same step. The peer goes first, so everything it
         // sends reaches the device at its exact link-model time, whatever the tick: the
@@ -375,7 +388,7 @@ impl FwsimHosts {
 /// scenario's `turmoil_tick_us`, turmoil's own latency and random loss are off (the link model
 /// applies them), and its seed and epoch come from the scenario, so runs repeat exactly.
 /// Add your own settings and hosts, then [`FwsimHosts::add_to`].
-pub fn sim_builder(config: &RunConfig) -> turmoil::Builder {
+pub fn sim_builder(config: &Scenario) -> turmoil::Builder {
     let mut builder = turmoil::Builder::new();
     builder
         .simulation_duration(StdDuration::from_millis(
@@ -392,10 +405,10 @@ pub fn sim_builder(config: &RunConfig) -> turmoil::Builder {
 }
 
 /// Runs one scenario on the turmoil backend, applying its timed faults between steps.
-pub fn run(config: &RunConfig, options: RunOptions) -> Result<RunReport, RunError> {
-    let mut sim = sim_builder(config).build();
-    let hosts = FwsimHosts::add_to(&mut sim, config, options, "device", "peer");
-    let mut faults = config.faults.clone();
+pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, RunError> {
+    let mut sim = sim_builder(&prep.scenario).build();
+    let hosts = FwsimHosts::add_prepared(&mut sim, prep.clone(), options, "device", "peer");
+    let mut faults = prep.scenario.fault.clone();
     faults.sort_by_key(|f| f.at_ms);
     let mut faults = faults.into_iter().peekable();
     loop {

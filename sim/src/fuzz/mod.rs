@@ -1,0 +1,367 @@
+//! Bodies of the cargo-fuzz targets in `fuzz/`, kept here so `cargo test` on stable replays the
+//! committed corpora and crash files through exactly the same code.
+//!
+//! - [`scenario`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
+//! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
+//!   must find (it proves the search reaches FIN-before-drain).
+//! - [`ingress`]: raw and mutated packets into the device; it must not panic.
+//! - [`wiring_ops`]: arbitrary Wiring API call sequences against a live peer; the application
+//!   may only ever read a prefix of what the peer sent.
+//! - [`scenario_file`]: arbitrary text into the scenario parser; errors, never panics.
+
+use std::path::{Path, PathBuf};
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use serde::Deserialize;
+
+use crate::link::Preset;
+use crate::oracle::Summary;
+use crate::peer::{ProgramKind, Workload};
+use crate::scenario::{
+    self, AppName, DeviceSpec, Injector, LinkSpec, PolicyName, Scenario, Set, SetFlag,
+};
+use crate::RunOptions;
+
+#[cfg(feature = "testkit")]
+mod bench;
+#[cfg(feature = "testkit")]
+pub use bench::{ingress, wiring_ops};
+
+/// One peer workload of a fuzzed scenario (small, so a run takes well under a millisecond).
+#[derive(Debug, Clone, Arbitrary)]
+pub struct FuzzWorkload {
+    pub kind: u8,
+    pub payload_len: u8,
+    pub count: u8,
+    pub burst: u8,
+    pub interval_ms: u16,
+    pub close_delay_us: u16,
+    pub hold_ms: u16,
+    pub stream_kib: u8,
+}
+
+/// A fuzzed scenario: every field maps onto a scenario-file field.
+#[derive(Debug, Clone, Arbitrary)]
+pub struct FuzzScenario {
+    pub seed: u64,
+    pub app: u8,
+    pub preset: u8,
+    pub loop_period_us: u16,
+    pub slow_loop_every: u8,
+    pub worker_delay_max_us: u16,
+    pub loss_per_mille: u8,
+    pub jitter_us: u16,
+    pub reorder_per_mille: u8,
+    /// Bit i applies `Injector::ALL[i]`.
+    pub injectors: u8,
+    pub workloads: Vec<FuzzWorkload>,
+}
+
+impl FuzzScenario {
+    /// The scenario this input stands for (what `fwsim from-crash` writes), under `policy`
+    /// (`legacy` or `fixed`).
+    pub fn to_scenario(&self, policy: &str) -> Scenario {
+        let app = match self.app % 4 {
+            0 => AppName::Forum,
+            1 => AppName::MultiClient,
+            2 => AppName::ServerCloses,
+            _ => AppName::Echo,
+        };
+        let mut peer: Vec<Workload> = self
+            .workloads
+            .iter()
+            .take(3)
+            .map(|w| {
+                let kind = match w.kind % 4 {
+                    0 => ProgramKind::Nc,
+                    1 => ProgramKind::Hold,
+                    2 => ProgramKind::Stream,
+                    _ => ProgramKind::Reset,
+                };
+                let payload: String = (0..(w.payload_len % 48) + 1)
+                    .map(|i| format!("{:02x}", i.wrapping_mul(37).wrapping_add(w.payload_len)))
+                    .collect();
+                Workload {
+                    kind,
+                    payload_hex: payload,
+                    stream_bytes: 1024 * (u64::from(w.stream_kib % 16) + 1),
+                    count: u32::from(w.count % 4) + 1,
+                    burst: u32::from(w.burst % 3) + 1,
+                    start_ms: 100,
+                    interval_ms: u64::from(w.interval_ms % 200) + 20,
+                    close_delay_us: u64::from(w.close_delay_us % 2000),
+                    hold_ms: u64::from(w.hold_ms % 800),
+                    // Short tails keep an execution well under a millisecond.
+                    linger_ms: 500,
+                    connect_timeout_ms: 5_000,
+                    ..Workload::default()
+                }
+            })
+            .collect();
+        if peer.is_empty() {
+            peer.push(Workload::default());
+        }
+        let policy = PolicyName::deserialize(toml::Value::String(policy.into()))
+            .unwrap_or(PolicyName::Fixed);
+        let mut device = DeviceSpec::new(app, policy);
+        device.loop_period_us = u64::from(self.loop_period_us % 5000) + 500;
+        device.slow_loop_every = u64::from(self.slow_loop_every % 100);
+        device.stack.worker_delay_min_us = 50;
+        device.stack.worker_delay_max_us = u64::from(self.worker_delay_max_us % 3000) + 50;
+        let mut link = LinkSpec::preset(Preset::ALL[usize::from(self.preset) % 4]);
+        for params in [&mut link.uplink, &mut link.downlink] {
+            params.loss_p = f64::from(self.loss_per_mille % 50) / 1000.0;
+            params.jitter_us = u64::from(self.jitter_us % 5000);
+            params.reorder = f64::from(self.reorder_per_mille % 20) / 1000.0;
+        }
+        Scenario {
+            max_duration_ms: 30_000,
+            drain_ms: 500,
+            seed: self.seed,
+            device,
+            link,
+            peer,
+            inject: Injector::from_mask(self.injectors),
+            ..Scenario::new("fuzz", app, policy)
+        }
+    }
+}
+
+/// Inputs shorter than this are not scenarios.
+pub const MIN_SCENARIO_INPUT: usize = 16;
+
+/// What one fuzzed scenario did.
+#[derive(Debug)]
+pub enum ScenarioOutcome {
+    /// The input was too short to describe a scenario.
+    Rejected,
+    /// The oracle found nothing.
+    Clean(Summary),
+    /// Silent loss; `toml` is the scenario that reproduces it.
+    SilentLoss { summary: Summary, toml: String },
+}
+
+/// Runs the scenario `data` stands for under `policy` (`"legacy"` or `"fixed"`).
+pub fn run_scenario(data: &[u8], policy: &str) -> ScenarioOutcome {
+    // `arbitrary` turns short inputs into all-zero fields, which already describe the forum
+    // scenario: an input has to say something before it counts as a scenario.
+    if data.len() < MIN_SCENARIO_INPUT {
+        return ScenarioOutcome::Rejected;
+    }
+    let Ok(input) = FuzzScenario::arbitrary(&mut Unstructured::new(data)) else {
+        return ScenarioOutcome::Rejected;
+    };
+    let scenario = input.to_scenario(policy);
+    // A fuzzed scenario is always valid; an error here is a harness bug.
+    let report = match crate::run(&scenario, RunOptions::default()) {
+        Ok(r) => r,
+        Err(e) => panic!("fuzz scenario does not run: {e}"),
+    };
+    if report.summary.violations() > 0 {
+        let toml = scenario.to_toml();
+        ScenarioOutcome::SilentLoss {
+            summary: report.summary,
+            toml,
+        }
+    } else {
+        ScenarioOutcome::Clean(report.summary)
+    }
+}
+
+/// The scenario file a `scenario`/`scenario_legacy` input stands for, as TOML, or why not.
+pub fn input_to_toml(data: &[u8], policy: &str) -> Result<String, String> {
+    if data.len() < MIN_SCENARIO_INPUT {
+        return Err(format!(
+            "input has {} bytes; scenarios need {MIN_SCENARIO_INPUT}",
+            data.len()
+        ));
+    }
+    let input = FuzzScenario::arbitrary(&mut Unstructured::new(data)).map_err(|e| e.to_string())?;
+    Ok(input.to_scenario(policy).to_toml())
+}
+
+/// The `scenario` target: the fixed rules never lose silently.
+pub fn scenario(data: &[u8]) {
+    if let ScenarioOutcome::SilentLoss { summary, toml } = run_scenario(data, "fixed") {
+        panic!(
+            "silent loss under the fixed rules: {summary:?}\nscenario (save it and run `fwsim run FILE`):\n{toml}"
+        );
+    }
+}
+
+/// The `scenario_legacy` target: a silent loss under the legacy rules is the finding.
+pub fn scenario_legacy(data: &[u8]) {
+    if let ScenarioOutcome::SilentLoss { summary, toml } = run_scenario(data, "legacy") {
+        panic!(
+            "silent loss under the legacy rules (expected: the field bug): {summary:?}\nscenario:\n{toml}"
+        );
+    }
+}
+
+/// The `scenario_file` target: any text into the scenario loader gives an error, or a scenario
+/// that runs (under a small budget) to a report that agrees with itself: never a panic, an
+/// abort, or "no silent loss" for a run that tested nothing.
+pub fn scenario_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let changed = [
+        Set::flag(SetFlag::Policy, "fixed"),
+        Set::parse(SetFlag::Set, "peer.0.count=2").unwrap_or_else(|e| panic!("{e}")),
+    ];
+    for sets in [&[][..], &changed[..]] {
+        let Ok(mut scenario) = scenario::parse("fuzz.toml", text, sets) else {
+            continue;
+        };
+        within_budget(&mut scenario);
+        if let Ok(report) = crate::run(&scenario, RunOptions::default()) {
+            assert_report_agrees(&report);
+        }
+    }
+}
+
+/// Shrinks a parsed scenario to a small budget: a short loopback run with few connections.
+fn within_budget(s: &mut Scenario) {
+    s.backend = scenario::Backend::Loopback;
+    s.fault.clear();
+    s.max_duration_ms = s.max_duration_ms.min(2_000);
+    s.drain_ms = s.drain_ms.min(500);
+    s.device.loop_period_us = s.device.loop_period_us.max(100);
+    s.peer.truncate(4);
+    for w in &mut s.peer {
+        w.count = w.count.min(6);
+        w.burst = w.burst.min(6);
+        w.stream_bytes = w.stream_bytes.min(64 * 1024);
+        w.hold_ms = w.hold_ms.min(500);
+        w.linger_ms = w.linger_ms.min(500);
+    }
+}
+
+/// The verdict, the counts and the rows of a report say the same thing.
+fn assert_report_agrees(r: &crate::RunReport) {
+    let s = &r.summary;
+    assert_eq!(s.connections, r.rows.len() as u64);
+    let violations = r.rows.iter().filter(|x| x.verdict.is_violation()).count() as u64;
+    let tested = r
+        .rows
+        .iter()
+        .filter(|x| x.verdict != crate::Verdict::Unfinished)
+        .count() as u64;
+    assert_eq!(violations, s.violations());
+    match r.outcome() {
+        crate::Outcome::NoSilentLoss => assert!(tested > 0 && violations == 0, "{r:?}"),
+        crate::Outcome::SilentLoss => assert!(violations > 0),
+        crate::Outcome::NothingTested => assert!(tested == 0 && violations == 0, "{r:?}"),
+    }
+}
+
+/// A cargo-fuzz target whose crash `fwsim from-crash` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashTarget {
+    /// [`scenario`]: silent loss under the fixed rules.
+    Scenario,
+    /// [`scenario_legacy`]: silent loss under the legacy rules (the field bug, found).
+    ScenarioLegacy,
+    /// `ingress`: a device panic on packets.
+    Ingress,
+    /// `wiring_ops`: the application read bytes out of order.
+    WiringOps,
+    /// [`scenario_file`]: the loader or a run misbehaved on a file.
+    ScenarioFile,
+}
+
+impl CrashTarget {
+    /// Every target's name.
+    pub const NAMES: [&'static str; 5] = [
+        "scenario",
+        "scenario_legacy",
+        "ingress",
+        "wiring_ops",
+        "scenario_file",
+    ];
+    const ALL: [CrashTarget; 5] = [
+        CrashTarget::Scenario,
+        CrashTarget::ScenarioLegacy,
+        CrashTarget::Ingress,
+        CrashTarget::WiringOps,
+        CrashTarget::ScenarioFile,
+    ];
+
+    /// The target called `name`.
+    pub fn from_name(name: &str) -> Option<CrashTarget> {
+        let i = CrashTarget::NAMES.iter().position(|n| *n == name)?;
+        Some(CrashTarget::ALL[i])
+    }
+
+    /// The target's name.
+    pub fn name(self) -> &'static str {
+        CrashTarget::NAMES[CrashTarget::ALL
+            .iter()
+            .position(|t| *t == self)
+            .unwrap_or(0)]
+    }
+
+    /// The policy a scenario target's input runs under; `None` for the other targets.
+    pub fn policy(self) -> Option<&'static str> {
+        match self {
+            CrashTarget::Scenario => Some("fixed"),
+            CrashTarget::ScenarioLegacy => Some("legacy"),
+            _ => None,
+        }
+    }
+
+    /// Where the repository keeps this target's crashes, from its root. `cargo test` replays
+    /// each folder: regressions must pass once fixed; legacy examples must lose under legacy.
+    pub fn folder(self) -> PathBuf {
+        match self {
+            CrashTarget::ScenarioLegacy => PathBuf::from("fuzz/bug-examples/scenario_legacy"),
+            t => Path::new("fuzz/regressions").join(t.name()),
+        }
+    }
+
+    /// What a kept input is to the test suite.
+    pub fn kept_as(self) -> &'static str {
+        match self {
+            CrashTarget::ScenarioLegacy => {
+                "an example of the field bug: cargo test checks it loses under legacy, not under fixed"
+            }
+            _ => "a regression: cargo test replays it and passes once the bug is fixed",
+        }
+    }
+
+    /// Copies `input` into this target's folder under `root`; returns where it went.
+    pub fn keep(self, input: &Path, root: &Path) -> Result<PathBuf, String> {
+        let dir = root.join(self.folder());
+        let name = input
+            .file_name()
+            .ok_or_else(|| format!("{}: not a file", input.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let to = dir.join(name);
+        std::fs::copy(input, &to).map_err(|e| format!("cannot copy to {}: {e}", to.display()))?;
+        Ok(to)
+    }
+}
+
+/// Writes the scenario file a scenario target's input stands for, with a header naming it.
+pub fn write_crash_scenario(
+    data: &[u8],
+    policy: &str,
+    target: CrashTarget,
+    input: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let toml = input_to_toml(data, policy).map_err(|e| format!("{}: {e}", input.display()))?;
+    let header = format!(
+        "# From fuzz target `{}`, input {}.\n# Replay: fwsim run {}\n",
+        target.name(),
+        input.display(),
+        out.display()
+    );
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(out, header + &toml).map_err(|e| format!("cannot write {}: {e}", out.display()))
+}

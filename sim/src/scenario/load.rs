@@ -1,0 +1,455 @@
+//! Loading a scenario: TOML text, then `--set` changes, then defaults (the policy's device
+//! knobs, the link preset under each direction), then the typed [`Scenario`] with every range
+//! checked. Errors name the file, line, column and field, or the flag that set the value.
+
+use std::ops::Range;
+use std::path::Path;
+
+use firmware_core::DeviceConfig;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use super::set::{apply, Set};
+use super::{AppName, DeviceSpec, PolicyName, Scenario, ScenarioError};
+use crate::link::Preset;
+
+/// Reads a scenario file and resolves it with `sets` applied.
+pub fn load(path: &Path, sets: &[Set]) -> Result<Scenario, ScenarioError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        origin: origin.clone(),
+        position: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&origin, &text, sets)
+}
+
+/// Parses scenario text (`origin` names it in errors) and resolves it with `sets` applied.
+pub fn parse(origin: &str, text: &str, sets: &[Set]) -> Result<Scenario, ScenarioError> {
+    let root = DeTable::parse(text).map_err(|e| ScenarioError {
+        origin: origin.into(),
+        position: e.span().map(|s| line_col(text, s.start)),
+        message: e.message().trim().into(),
+    })?;
+    let source = Source {
+        origin,
+        text,
+        root: root.get_ref(),
+        sets,
+    };
+    let mut seed = None;
+    let mut doc = to_table(root.get_ref(), "", &mut seed).map_err(|(p, m)| source.error(&p, m))?;
+    // A preset starts the link over, before the other changes apply to it.
+    let presets = sets.iter().filter(|s| s.key == "link.preset");
+    for set in presets.chain(sets.iter().filter(|s| s.key != "link.preset")) {
+        if set.key == "seed" {
+            seed = Some(set.value.parse().map_err(|_| {
+                source.at_set(
+                    set,
+                    format!("seed = {}: expected 0..=18446744073709551615", set.value),
+                )
+            })?);
+            continue;
+        }
+        if set.key == "link.preset" {
+            doc.insert("link".into(), toml::Value::Table(toml::Table::new()));
+        }
+        apply(&mut doc, set).map_err(|m| source.at_set(set, m))?;
+    }
+    fill_defaults(&mut doc).map_err(|(p, m)| source.error(&p, m))?;
+    check_device_keys(&doc).map_err(|(p, m)| source.error(&p, m))?;
+    let mut scenario: Scenario = serde_path_to_error::deserialize(toml::Value::Table(doc))
+        .map_err(|e| source.error(&e.path().to_string(), e.inner().message().to_string()))?;
+    if let Some(seed) = seed {
+        scenario.seed = seed;
+    }
+    if let Some(invalid) = scenario.invalid() {
+        return Err(source.error(&invalid.path, invalid.message));
+    }
+    Ok(scenario)
+}
+
+/// Where a scenario's values came from, for errors.
+struct Source<'a> {
+    origin: &'a str,
+    text: &'a str,
+    root: &'a DeTable<'a>,
+    sets: &'a [Set],
+}
+
+impl Source<'_> {
+    fn at_set(&self, set: &Set, message: String) -> ScenarioError {
+        ScenarioError {
+            origin: set.origin(),
+            position: None,
+            message,
+        }
+    }
+
+    /// An error about the field at `path`: blamed on the last change that set it, else on the
+    /// place in the file that holds it (or its nearest table).
+    fn error(&self, path: &str, message: String) -> ScenarioError {
+        let message = if path.is_empty() || path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        };
+        // `link.uplink.X` may come from a shared `link.X`.
+        let shared =
+            path.replacen("link.uplink.", "link.", 1)
+                .replacen("link.downlink.", "link.", 1);
+        let covers = |set: &Set| {
+            let s = set.path();
+            let under = |a: &str, b: &str| {
+                a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
+            };
+            // The field itself, a table the change replaced, or a table it changed.
+            [path, shared.as_str()]
+                .iter()
+                .any(|p| !p.is_empty() && (under(p, &s) || under(&s, p)))
+        };
+        if let Some(set) = self.sets.iter().rev().find(|s| covers(s)) {
+            return self.at_set(set, message);
+        }
+        // The field itself, else the nearest table that holds it.
+        let mut position = None;
+        for candidate in [path, shared.as_str()] {
+            position = position.or_else(|| lookup(self.root, candidate));
+        }
+        for candidate in [path, shared.as_str()] {
+            let mut p = parent(candidate);
+            while position.is_none() && !p.is_empty() {
+                position = lookup(self.root, p);
+                p = parent(p);
+            }
+        }
+        let position = position.map(|span| line_col(self.text, span.start));
+        ScenarioError {
+            origin: self.origin.into(),
+            position,
+            message,
+        }
+    }
+}
+
+/// The path without its last segment (`peer[2].count` -> `peer[2]` -> `peer`).
+fn parent(path: &str) -> &str {
+    match path.rfind(['.', '[']) {
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
+/// The span of the key (or array element) at exactly `path` in the file.
+fn lookup(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let (head, rest) = match path.find(['.', '[']) {
+        Some(i) => (&path[..i], &path[i..]),
+        None => (path, ""),
+    };
+    let (key, value) = table.iter().find(|(k, _)| k.get_ref() == head)?;
+    let mut value = value;
+    let mut rest = rest;
+    let mut span = key.span();
+    // Array indices after the key: `[3]`.
+    while let Some(stripped) = rest.strip_prefix('[') {
+        let close = stripped.find(']')?;
+        let index: usize = stripped[..close].parse().ok()?;
+        value = match value.get_ref() {
+            DeValue::Array(a) => a.get(index)?,
+            _ => return None,
+        };
+        span = value.span();
+        rest = &stripped[close + 1..];
+    }
+    match rest.strip_prefix('.') {
+        None => Some(span),
+        Some(inner) => match value.get_ref() {
+            DeValue::Table(t) => lookup(t, inner),
+            _ => None,
+        },
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+type PathError = (String, String);
+
+/// The file as a document; the top-level `seed` goes to `seed` (a u64 beyond TOML's i64).
+fn to_table(
+    table: &DeTable<'_>,
+    path: &str,
+    seed: &mut Option<u64>,
+) -> Result<toml::Table, PathError> {
+    let mut out = toml::Table::new();
+    for (key, value) in table.iter() {
+        let key = key.get_ref().to_string();
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if here == "seed" {
+            if let DeValue::Integer(i) = value.get_ref() {
+                let parsed = u64::from_str_radix(i.as_str(), i.radix()).map_err(|_| {
+                    (
+                        here.clone(),
+                        format!("{i}: expected 0..=18446744073709551615"),
+                    )
+                })?;
+                *seed = Some(parsed);
+                continue;
+            }
+        }
+        out.insert(key, to_value(value.get_ref(), &here, seed)?);
+    }
+    Ok(out)
+}
+
+fn to_value(
+    value: &DeValue<'_>,
+    path: &str,
+    seed: &mut Option<u64>,
+) -> Result<toml::Value, PathError> {
+    let too_big = |v: &dyn std::fmt::Display| {
+        (
+            path.to_string(),
+            format!("{v} is out of range: the largest value is {}", i64::MAX),
+        )
+    };
+    Ok(match value {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => toml::Value::Integer(
+            i64::from_str_radix(i.as_str(), i.radix()).map_err(|_| too_big(i))?,
+        ),
+        DeValue::Float(f) => toml::Value::Float(f.as_str().parse().map_err(|_| too_big(f))?),
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(a) => {
+            let mut out = Vec::with_capacity(a.len());
+            for (i, v) in a.iter().enumerate() {
+                out.push(to_value(v.get_ref(), &format!("{path}[{i}]"), seed)?);
+            }
+            toml::Value::Array(out)
+        }
+        DeValue::Table(t) => toml::Value::Table(to_table(t, path, seed)?),
+    })
+}
+
+/// A typed value as a document table.
+fn table_of<T: serde::Serialize>(value: &T) -> toml::Table {
+    toml::Table::try_from(value).unwrap_or_default()
+}
+
+/// Fills what the file left out and depends on other fields: the policy's device knobs, and
+/// the link's preset values under each direction, shared keys above direction keys.
+fn fill_defaults(doc: &mut toml::Table) -> Result<(), PathError> {
+    if let Some(toml::Value::Table(device)) = doc.get_mut("device") {
+        let policy = device
+            .get("policy")
+            .and_then(|p| PolicyName::deserialize(p.clone()).ok())
+            .unwrap_or_default();
+        for (k, v) in table_of(&DeviceConfig::for_policy(&policy.policy())) {
+            device.entry(k).or_insert(v);
+        }
+    }
+    let mut link = match doc.remove("link") {
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => return Err(("link".into(), "expected a table".into())),
+        None => toml::Table::new(),
+    };
+    let preset_value = link
+        .remove("preset")
+        .unwrap_or_else(|| toml::Value::String("ideal".into()));
+    let preset = Preset::deserialize(preset_value.clone())
+        .map_err(|e| ("link.preset".to_string(), e.message().to_string()))?;
+    let mut out = toml::Table::new();
+    for (dir, downlink) in [("uplink", false), ("downlink", true)] {
+        let mut params = table_of(&preset.params(downlink));
+        for (k, v) in link
+            .iter()
+            .filter(|(k, _)| *k != "uplink" && *k != "downlink")
+        {
+            params.insert(k.clone(), v.clone());
+        }
+        match link.get(dir) {
+            Some(toml::Value::Table(own)) => params.extend(own.clone()),
+            Some(_) => return Err((format!("link.{dir}"), "expected a table".into())),
+            None => {}
+        }
+        out.insert(dir.into(), toml::Value::Table(params));
+    }
+    out.insert("preset".into(), preset_value);
+    doc.insert("link".into(), toml::Value::Table(out));
+    Ok(())
+}
+
+/// `[device]` holds the device knobs flattened beside its own fields, which serde cannot check
+/// for unknown keys: checked here, and the knobs' ranges with their paths.
+fn check_device_keys(doc: &toml::Table) -> Result<(), PathError> {
+    let Some(toml::Value::Table(device)) = doc.get("device") else {
+        return Ok(());
+    };
+    let known = table_of(&DeviceSpec::new(AppName::Forum, PolicyName::Legacy));
+    if let Some(unknown) = device.keys().find(|k| !known.contains_key(*k)) {
+        return Err((
+            format!("device.{unknown}"),
+            format!("unknown field `{unknown}`"),
+        ));
+    }
+    let knobs = table_of(&DeviceConfig::default());
+    let mine: toml::Table = device
+        .iter()
+        .filter(|(k, _)| knobs.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    serde_path_to_error::deserialize::<_, DeviceConfig>(toml::Value::Table(mine))
+        .map(|_| ())
+        .map_err(|e| {
+            (
+                format!("device.{}", e.path()),
+                e.inner().message().to_string(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::SetFlag;
+
+    const MINIMAL: &str = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 2\n";
+
+    fn sets(list: &[&str]) -> Vec<Set> {
+        list.iter()
+            .map(|s| Set::parse(SetFlag::Set, s).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn minimal_scenario_resolves_with_defaults() {
+        let c = parse("t.toml", MINIMAL, &[]).unwrap();
+        assert_eq!(c.policy(), firmware_core::Policy::LEGACY);
+        assert_eq!(c.link.uplink, crate::link::LinkParams::IDEAL);
+        assert_eq!(c.peer[0].count, 2);
+        assert_eq!(c.device.stack, DeviceConfig::PHOTON);
+        let fixed = parse("t.toml", MINIMAL, &sets(&["device.policy=\"fixed\""])).unwrap();
+        assert_eq!(fixed.device.stack.pool_size, 10, "the fixed policy's pool");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        for (text, line, needle) in [
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\nloop_perod_us = 5\n[[peer]]\n",
+                4,
+                "loop_perod_us",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\npool_size = 0\n[[peer]]\n",
+                4,
+                "device.pool_size: 0 is out of range",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\nloop_period_us = 0\n[[peer]]\n",
+                4,
+                "device.loop_period_us",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\n[link]\nloss_p = 2.0\n[[peer]]\n",
+                5,
+                "loss_p: 2 is out of range",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\n[link]\npreset = \"5g\"\n[[peer]]\n",
+                5,
+                "link.preset",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\n[[peer]]\ncont = 1\n",
+                6,
+                "peer[1].cont",
+            ),
+            (
+                "name = \"t\"\nmax_duration_ms = 0\n[device]\napp = \"forum\"\n[[peer]]\n",
+                2,
+                "max_duration_ms",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"toaster\"\n[[peer]]\n",
+                3,
+                "toaster",
+            ),
+        ] {
+            let e = parse("s.toml", text, &[]).unwrap_err();
+            assert_eq!(e.origin, "s.toml", "{e}");
+            assert_eq!(e.position.map(|p| p.0), Some(line), "{e}");
+            assert!(e.message.contains(needle), "{e} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn set_errors_name_the_set() {
+        for (set, needle) in [
+            ("link.loss_p=2", "loss_p: 2 is out of range"),
+            ("drain_ms=18446744073709551615", "out of range"),
+            ("device.bogus=1", "bogus"),
+            ("peer.3.count=1", "entries"),
+        ] {
+            let e = parse("t.toml", MINIMAL, &sets(&[set])).unwrap_err();
+            assert!(e.origin.starts_with("--set"), "{e}");
+            assert!(e.origin.contains(set), "{e}");
+            assert!(e.message.contains(needle), "{e} should mention {needle}");
+        }
+        let vary = Set::parse(SetFlag::Vary, "device.loop_period_us=0").unwrap();
+        let e = parse("t.toml", MINIMAL, &[vary]).unwrap_err();
+        assert!(e.to_string().contains("device.loop_period_us"), "{e}");
+    }
+
+    #[test]
+    fn seeds_span_all_of_u64_in_files_and_sets() {
+        let text =
+            "name = \"t\"\nseed = 18446744073709551615\n[device]\napp = \"forum\"\n[[peer]]\n";
+        assert_eq!(parse("t.toml", text, &[]).unwrap().seed, u64::MAX);
+        let with_sets = sets(&["device.policy=\"fixed\"", "seed=18446744073709551614"]);
+        assert_eq!(
+            parse("t.toml", text, &with_sets).unwrap().seed,
+            u64::MAX - 1
+        );
+        let back = parse(
+            "t.toml",
+            &parse("t.toml", text, &[]).unwrap().to_toml(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(back.seed, u64::MAX);
+    }
+
+    #[test]
+    fn a_preset_starts_the_link_over_and_shared_keys_apply_to_both() {
+        let text = "name = \"t\"\n[device]\napp = \"forum\"\n[link]\npreset = \"wlan-good\"\nloss_p = 0.2\n[link.downlink]\ndelay_us = 9\n[[peer]]\n";
+        let c = parse("t.toml", text, &[]).unwrap();
+        assert_eq!((c.link.uplink.loss_p, c.link.downlink.loss_p), (0.2, 0.2));
+        assert_eq!(c.link.downlink.delay_us, 9);
+        assert_eq!(
+            c.link.uplink.delay_us,
+            Preset::WlanGood.params(false).delay_us
+        );
+        let bad = Set::flag(SetFlag::Preset, "wlan-bad");
+        let c = parse("t.toml", text, &[bad]).unwrap();
+        assert_eq!(c.link, super::super::LinkSpec::preset(Preset::WlanBad));
+    }
+
+    #[test]
+    fn the_record_loads_back_to_the_same_value() {
+        for name in ["forum", "multi-client", "stream", "device-restart"] {
+            let path = format!("{}/../scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let c = load(Path::new(&path), &[]).unwrap();
+            assert_eq!(parse("saved.toml", &c.to_toml(), &[]).unwrap(), c, "{name}");
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The scenario: one typed value that is the scenario file, the target of `--set` and `--vary`,
+//! and the record of a run (`fwsim run --save-scenario`).
+//!
+//! Every knob is one field here (or in [`DeviceConfig`], [`LinkParams`], [`Workload`]) with a
+//! doc comment and its range, checked when the file is loaded; [`load`] fills defaults and names
+//! the file, line and field (or the `--set`) of any error.
+
+use std::fmt;
+
+use firmware_core::app::{App, Echo, ForumSketch, MultiClientReceiver, ServerCloses};
+use firmware_core::range::{u16_in, u64_in, usize_in};
+use firmware_core::smoltcp::time::Duration;
+use firmware_core::{DeviceConfig, Policy};
+use serde::{Deserialize, Serialize};
+
+use crate::link::{LinkParams, Preset};
+use crate::peer::{parse_hex, Workload};
+
+mod load;
+mod set;
+
+pub use load::{load, parse};
+pub use set::{Set, SetFlag};
+
+/// A complete scenario. [`load`] returns it with every default filled in; code that builds one
+/// starts from [`Scenario::new`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Shown in reports.
+    pub name: String,
+    /// One line on what the scenario is.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random draw of the run (split per component). Range: any u64.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The backend that runs it.
+    #[serde(default)]
+    pub backend: Backend,
+    /// The run stops here at the latest (simulated). Range: 1..=86400000 (one day).
+    #[serde(
+        default = "default_duration",
+        deserialize_with = "u64_in::<_, 1, 86400000>"
+    )]
+    pub max_duration_ms: u64,
+    /// Time after the peer went quiet for the application to finish. Range: 0..=3600000.
+    #[serde(
+        default = "default_drain",
+        deserialize_with = "u64_in::<_, 0, 3600000>"
+    )]
+    pub drain_ms: u64,
+    /// Time step of the turmoil backend. Range: 1..=1000000.
+    #[serde(
+        default = "default_turmoil_tick",
+        deserialize_with = "u64_in::<_, 1, 1000000>"
+    )]
+    pub turmoil_tick_us: u64,
+    /// The firmware device.
+    pub device: DeviceSpec,
+    /// The WLAN link between device and peer.
+    #[serde(default)]
+    pub link: LinkSpec,
+    /// The peer's workloads (`[[peer]]`): who connects, when, and what they send.
+    #[serde(default)]
+    pub peer: Vec<Workload>,
+    /// Timed network faults (`[[fault]]`, turmoil backend).
+    #[serde(default)]
+    pub fault: Vec<Fault>,
+    /// Named timing situations applied when the run starts (see [`crate::inject`]).
+    #[serde(default)]
+    pub inject: Vec<Injector>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_duration() -> u64 {
+    600_000
+}
+fn default_drain() -> u64 {
+    3_000
+}
+pub(crate) fn default_turmoil_tick() -> u64 {
+    // The peer runs first in each step, so what reaches the device is exact at any tick; the
+    // tick only delays the device's packets to the peer (Wi-Fi power save alone adds 100 ms).
+    50_000
+}
+
+/// Which backend runs the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Both stacks in one event loop (fast, microsecond timing).
+    #[default]
+    Loopback,
+    /// Every host a turmoil host; packets as turmoil UDP datagrams; faults as turmoil actions.
+    Turmoil,
+}
+
+/// A network fault applied at a time (turmoil backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultAction {
+    /// Drop everything between device and peer.
+    Partition,
+    /// Undo a partition.
+    Repair,
+    /// Hold messages between device and peer (delivered at release).
+    Hold,
+    /// Release held messages.
+    Release,
+    /// Crash the device: firmware state is lost.
+    Crash,
+    /// Restart a crashed device (boots the firmware anew).
+    Bounce,
+}
+
+/// `[[fault]]`: one action at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When (simulated). Range: 0..=86400000.
+    #[serde(deserialize_with = "u64_in::<_, 0, 86400000>")]
+    pub at_ms: u64,
+    /// What.
+    pub action: FaultAction,
+}
+
+/// The firmware app a scenario names (a [`crate::Sim`] can run any other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppName {
+    /// The forum sketch of the field report.
+    Forum,
+    /// The 5-slot receiver (`slots`, `inactivity_timeout_ms`, `pattern_hex`).
+    MultiClient,
+    /// Closes after `close_after` bytes.
+    ServerCloses,
+    /// Echoes what it reads.
+    Echo,
+}
+
+/// The device's socket rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyName {
+    /// Device OS 0.5.3: the rules that lose data ([`Policy::LEGACY`]).
+    #[default]
+    Legacy,
+    /// The rules that lose nothing ([`Policy::FIXED`]).
+    Fixed,
+}
+
+impl PolicyName {
+    /// The rules.
+    pub fn policy(self) -> Policy {
+        match self {
+            PolicyName::Legacy => Policy::LEGACY,
+            PolicyName::Fixed => Policy::FIXED,
+        }
+    }
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        self.policy().name()
+    }
+}
+
+/// A segment whose arrival at the device stalls the application loop (`device.loop_stall_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StallTrigger {
+    /// A connection request (SYN without ACK).
+    Syn,
+    /// The peer's FIN.
+    Fin,
+    /// The peer's RST.
+    Rst,
+}
+
+/// A named timing situation (see [`crate::inject`] for what each arranges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Injector {
+    /// The application loop stalls when the peer's FIN reaches the device.
+    FinBeforeDrain,
+    /// A SYN holds the loop until that connection's FIN arrives.
+    DataFinBeforeAccept,
+    /// Peers abort with RST once acknowledged; a SYN holds the loop until the RST arrives.
+    RstBeforeAccept,
+    /// Connections open four at a time.
+    SynBurst,
+    /// Hold connections occupy every server slot for two seconds before the workload.
+    SlotsBusy,
+    /// 5-10 ms of uniform jitter toward the device: FINs overtake data.
+    FinOvertakesData,
+}
+
+/// `[device]`: the firmware app, its socket rules and timing, and the device's knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// The firmware app.
+    pub app: AppName,
+    /// The port the app's server listens on. Range: 1..=65535.
+    #[serde(default = "default_port", deserialize_with = "u16_in::<_, 1, 65535>")]
+    pub port: u16,
+    /// The socket rules.
+    #[serde(default)]
+    pub policy: PolicyName,
+    /// Application loop period. Range: 1..=10000000.
+    #[serde(
+        default = "default_loop_period",
+        deserialize_with = "u64_in::<_, 1, 10000000>"
+    )]
+    pub loop_period_us: u64,
+    /// Uniform extra time per loop iteration, `0..=loop_jitter_us`. Range: 0..=10000000.
+    #[serde(
+        default = "default_loop_jitter",
+        deserialize_with = "u64_in::<_, 0, 10000000>"
+    )]
+    pub loop_jitter_us: u64,
+    /// One loop iteration in `slow_loop_every` (on average) takes `slow_loop_us` longer
+    /// (cloud or serial servicing); 0 disables. Range: 0..=1000000.
+    #[serde(
+        default = "default_slow_every",
+        deserialize_with = "u64_in::<_, 0, 1000000>"
+    )]
+    pub slow_loop_every: u64,
+    /// Extra time of a slow iteration. Range: 0..=10000000.
+    #[serde(
+        default = "default_slow_us",
+        deserialize_with = "u64_in::<_, 0, 10000000>"
+    )]
+    pub slow_loop_us: u64,
+    /// When one of these segments reaches the device, the loop's next iteration waits at least
+    /// `loop_stall_us` (the system thread busy at that moment).
+    #[serde(default)]
+    pub loop_stall_on: Vec<StallTrigger>,
+    /// Length of an injected stall. Range: 0..=10000000.
+    #[serde(default, deserialize_with = "u64_in::<_, 0, 10000000>")]
+    pub loop_stall_us: u64,
+    /// A `loop_stall_on` segment holds the loop until the same connection's FIN or RST
+    /// arrives (then `loop_stall_us` more), at most `loop_stall_max_ms`.
+    #[serde(default)]
+    pub loop_stall_until_close: bool,
+    /// Longest hold. Range: 0..=3600000.
+    #[serde(
+        default = "default_stall_max",
+        deserialize_with = "u64_in::<_, 0, 3600000>"
+    )]
+    pub loop_stall_max_ms: u64,
+    /// multi-client: client slots. Range: 1..=64.
+    #[serde(default = "default_slots", deserialize_with = "usize_in::<_, 1, 64>")]
+    pub slots: usize,
+    /// multi-client: inactivity timeout. Range: 1..=86400000.
+    #[serde(
+        default = "default_inactivity",
+        deserialize_with = "u64_in::<_, 1, 86400000>"
+    )]
+    pub inactivity_timeout_ms: u64,
+    /// multi-client: the message every connection repeats, hex (empty: no check).
+    #[serde(default)]
+    pub pattern_hex: String,
+    /// server-closes: close after this many bytes. Range: 1..=1073741824.
+    #[serde(
+        default = "default_close_after",
+        deserialize_with = "usize_in::<_, 1, 1073741824>"
+    )]
+    pub close_after: usize,
+    /// The device's pool, buffers and Wi-Fi worker timing. Left out of a file, each takes the
+    /// policy's default ([`DeviceConfig::for_policy`]).
+    #[serde(flatten)]
+    pub stack: DeviceConfig,
+}
+
+fn default_stall_max() -> u64 {
+    1000
+}
+fn default_port() -> u16 {
+    6000
+}
+fn default_loop_period() -> u64 {
+    1000
+}
+fn default_loop_jitter() -> u64 {
+    6
+}
+fn default_slow_every() -> u64 {
+    50
+}
+fn default_slow_us() -> u64 {
+    3000
+}
+fn default_slots() -> usize {
+    5
+}
+fn default_inactivity() -> u64 {
+    30_000
+}
+fn default_close_after() -> usize {
+    10
+}
+
+impl DeviceSpec {
+    /// A fresh instance of the app this table names, listening on `port`.
+    pub fn build_app(&self, port: u16) -> Box<dyn App> {
+        match self.app {
+            AppName::Forum => Box::new(ForumSketch::new(port)),
+            AppName::MultiClient => Box::new(MultiClientReceiver::new(
+                port,
+                self.slots,
+                Duration::from_millis(self.inactivity_timeout_ms),
+                parse_hex(&self.pattern_hex).unwrap_or_default(),
+            )),
+            AppName::ServerCloses => Box::new(ServerCloses::new(port, self.close_after)),
+            AppName::Echo => Box::new(Echo::new(port)),
+        }
+    }
+
+    /// The app with every other field at its default (the policy's device knobs).
+    pub fn new(app: AppName, policy: PolicyName) -> DeviceSpec {
+        DeviceSpec {
+            app,
+            port: default_port(),
+            policy,
+            loop_period_us: default_loop_period(),
+            loop_jitter_us: default_loop_jitter(),
+            slow_loop_every: default_slow_every(),
+            slow_loop_us: default_slow_us(),
+            loop_stall_on: Vec::new(),
+            loop_stall_us: 0,
+            loop_stall_until_close: false,
+            loop_stall_max_ms: default_stall_max(),
+            slots: default_slots(),
+            inactivity_timeout_ms: default_inactivity(),
+            pattern_hex: String::new(),
+            close_after: default_close_after(),
+            stack: DeviceConfig::for_policy(&policy.policy()),
+        }
+    }
+}
+
+/// `[link]`: a preset, then both directions complete. In a file, keys directly under `[link]`
+/// apply to both directions and `[link.uplink]`/`[link.downlink]` to one; what is left out
+/// comes from the preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The preset the directions started from.
+    pub preset: Preset,
+    /// Device to peer.
+    pub uplink: LinkParams,
+    /// Peer to device (power save applies here).
+    pub downlink: LinkParams,
+}
+
+impl LinkSpec {
+    /// Both directions as the preset has them.
+    pub fn preset(preset: Preset) -> LinkSpec {
+        LinkSpec {
+            preset,
+            uplink: preset.params(false),
+            downlink: preset.params(true),
+        }
+    }
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        LinkSpec::preset(Preset::Ideal)
+    }
+}
+
+/// Why a scenario is not valid, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file name, or the flag that set the value (`--set KEY=VALUE`, `--policy fixed`).
+    pub origin: String,
+    /// 1-based line and column in the file, when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, starting with the field's path when known.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.origin, line, col, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A rule between fields that a field's own range cannot express, broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    /// The field's path (`peer.0.payload_hex`), for finding where it was set.
+    pub(crate) path: String,
+    pub(crate) message: String,
+}
+
+impl Scenario {
+    /// A scenario of `app` under `policy` with one default `nc` workload on the ideal link.
+    pub fn new(name: &str, app: AppName, policy: PolicyName) -> Scenario {
+        Scenario {
+            name: name.into(),
+            description: String::new(),
+            seed: default_seed(),
+            backend: Backend::default(),
+            max_duration_ms: default_duration(),
+            drain_ms: default_drain(),
+            turmoil_tick_us: default_turmoil_tick(),
+            device: DeviceSpec::new(app, policy),
+            link: LinkSpec::default(),
+            peer: vec![Workload::default()],
+            fault: Vec::new(),
+            inject: Vec::new(),
+        }
+    }
+
+    /// The device's socket rules.
+    pub fn policy(&self) -> Policy {
+        self.device.policy.policy()
+    }
+
+    /// Checks the rules between fields (ranges of single fields are checked when a file is
+    /// read; a scenario built in code is checked here too, before it runs).
+    pub(crate) fn invalid(&self) -> Option<Invalid> {
+        let bad = |path: &str, message: String| {
+            Some(Invalid {
+                path: path.into(),
+                message,
+            })
+        };
+        if let Err(e) = self.device.stack.check() {
+            return bad("device", e.to_string());
+        }
+        if let Err(e) = parse_hex(&self.device.pattern_hex) {
+            return bad("device.pattern_hex", e);
+        }
+        for (name, p) in [
+            ("uplink", &self.link.uplink),
+            ("downlink", &self.link.downlink),
+        ] {
+            if let Err((field, e)) = p.check() {
+                return bad(&format!("link.{name}.{field}"), e);
+            }
+        }
+        if self.peer.is_empty() {
+            return bad("peer", "no [[peer]] workload: nothing would connect".into());
+        }
+        for (i, w) in self.peer.iter().enumerate() {
+            if let Err((field, e)) = check_workload(w) {
+                return bad(&format!("peer[{i}].{field}"), e);
+            }
+        }
+        if self.peer.iter().all(|w| w.count == 0) {
+            return bad(
+                "peer",
+                "every [[peer]] has count = 0: nothing would connect".into(),
+            );
+        }
+        None
+    }
+
+    /// The scenario as TOML (the record of a run: loading it gives this value back).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
+    }
+}
+
+/// The rules between a workload's fields.
+fn check_workload(w: &Workload) -> Result<(), (&'static str, String)> {
+    if w.kind != crate::peer::ProgramKind::Stream {
+        parse_hex(&w.payload_hex).map_err(|e| ("payload_hex", e))?;
+    }
+    if w.start_delay_min_us > w.start_delay_max_us {
+        return Err((
+            "start_delay_min_us",
+            "must not exceed start_delay_max_us".into(),
+        ));
+    }
+    Ok(())
+}
