@@ -5,7 +5,8 @@
 //! handshake completed, bytes acknowledged, reset or connect failure. That is the oracle's
 //! "peer side".
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 use rand::{Rng, SeedableRng};
@@ -258,58 +259,336 @@ pub struct PeerConnRecord {
     pub payload: Payload,
 }
 
+impl PeerConnRecord {
+    /// The record of a connection `workload` just opened on `local_port`.
+    fn opened(workload: usize, local_port: u16, opened_at: Instant, payload: Payload) -> Self {
+        PeerConnRecord {
+            workload,
+            local_port,
+            opened_at,
+            established: false,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            reset_seen: false,
+            connect_failed: false,
+            device_fin_seen: false,
+            finished: false,
+            peer_aborted: false,
+            gave_up_waiting: false,
+            payload,
+        }
+    }
+}
+
+/// A connection whose program still runs.
 struct PeerConn {
+    /// Opening order (0 for the run's first connection): orders `records()`.
+    seq: u64,
     handle: SocketHandle,
     phase: Phase,
     record: PeerConnRecord,
     last_state: tcp::State,
 }
 
-/// A scheduled connection start.
-struct Pending {
-    at: Instant,
-    workload: usize,
-}
-
-/// Events of the peer for the trace.
+/// Events of the peer for the trace, in the order they happened. Together with the workloads'
+/// payloads ([`workload_payloads`]) they carry every field of every [`PeerConnRecord`]; see
+/// [`PeerLedger`], which rebuilds the records from them.
+///
+/// A `port` names the connection opened most recently on that port: ports wrap after 25,536
+/// connections (`40000..=65535`), so a long run reuses them. An event's time is the time of
+/// the `PeerHost::poll` that produced it.
+///
+/// Order within one poll: connections opened (`Opened`, in schedule order); then the programs
+/// act, connection by connection in opening order (`Sent`, `FinSent`, `ResetSent`,
+/// `ConnectFailed` on timeout, `GaveUp`, `Finished`); then, after every packet the stack takes
+/// in and after it transmits, each connection in opening order reports what its socket shows
+/// (`Acked`, `Established`, `DeviceFinSeen`, then `ConnectFailed` or `ResetSeen`, then
+/// `Finished`). `Finished` is a connection's last event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent {
-    Opened { port: u16 },
+    /// Workload `workload` opened a connection (sent its SYN) from `port`; `opened_at` is the
+    /// event's time.
+    Opened { port: u16, workload: usize },
+    /// The handshake completed at the peer (`established`).
     Established { port: u16 },
+    /// The program handed `bytes` more to the peer's stack (`bytes_sent` grows by `bytes`).
     Sent { port: u16, bytes: usize },
+    /// The device's stack acknowledged `bytes` more (`bytes_acked` grows by `bytes`).
+    Acked { port: u16, bytes: u64 },
+    /// The program closed its side (FIN).
     FinSent { port: u16 },
+    /// The program aborted the connection itself with an RST (`peer_aborted`).
     ResetSent { port: u16 },
+    /// The peer saw the device's RST while the program was attached (`reset_seen`).
     ResetSeen { port: u16 },
+    /// The connection attempt failed visibly: RST to the SYN, or `connect_timeout_ms`
+    /// (`connect_failed`).
     ConnectFailed { port: u16 },
+    /// The device closed its side (FIN) while the program watched (`device_fin_seen`).
+    DeviceFinSeen { port: u16 },
+    /// The program stopped waiting for the device to close (`gave_up_waiting`); `Finished`
+    /// follows.
+    GaveUp { port: u16 },
+    /// The program ran to its end (`finished`): the connection's last event.
     Finished { port: u16 },
 }
 
 impl PeerEvent {
-    /// The peer's port (the connection's key).
+    /// The peer's port (the connection's key: the connection opened most recently on it).
     pub fn port(&self) -> u16 {
         match *self {
-            PeerEvent::Opened { port }
+            PeerEvent::Opened { port, .. }
             | PeerEvent::Established { port }
             | PeerEvent::Sent { port, .. }
+            | PeerEvent::Acked { port, .. }
             | PeerEvent::FinSent { port }
             | PeerEvent::ResetSent { port }
             | PeerEvent::ResetSeen { port }
             | PeerEvent::ConnectFailed { port }
+            | PeerEvent::DeviceFinSeen { port }
+            | PeerEvent::GaveUp { port }
             | PeerEvent::Finished { port } => port,
         }
     }
 }
 
+/// The peer's records rebuilt from its events alone (what a reader of the trace sees): the
+/// same records, in the same (opening) order, as [`PeerHost::records`].
+#[derive(Debug, Clone, Default)]
+pub struct PeerLedger {
+    payloads: Vec<Payload>,
+    records: Vec<PeerConnRecord>,
+    /// The connection opened most recently on each port, as an index into `records`.
+    by_port: std::collections::BTreeMap<u16, usize>,
+}
+
+impl PeerLedger {
+    /// A ledger for a run of workloads with these payloads ([`workload_payloads`]).
+    pub fn new(payloads: Vec<Payload>) -> PeerLedger {
+        PeerLedger {
+            payloads,
+            ..PeerLedger::default()
+        }
+    }
+
+    /// Takes one event the peer emitted at `at`. Events for a port no connection was opened
+    /// on, or an `Opened` of an unknown workload, are errors.
+    pub fn apply(&mut self, at: Instant, event: &PeerEvent) -> Result<(), String> {
+        if let PeerEvent::Opened { port, workload } = *event {
+            let payload = self
+                .payloads
+                .get(workload)
+                .ok_or_else(|| format!("{event:?}: no workload {workload}"))?
+                .clone();
+            self.by_port.insert(port, self.records.len());
+            self.records
+                .push(PeerConnRecord::opened(workload, port, at, payload));
+            return Ok(());
+        }
+        let r = self
+            .by_port
+            .get(&event.port())
+            .and_then(|&i| self.records.get_mut(i))
+            .ok_or_else(|| format!("{event:?}: no connection opened on that port"))?;
+        match *event {
+            PeerEvent::Opened { .. } => {}
+            PeerEvent::Established { .. } => r.established = true,
+            PeerEvent::Sent { bytes, .. } => r.bytes_sent += bytes as u64,
+            PeerEvent::Acked { bytes, .. } => r.bytes_acked += bytes,
+            PeerEvent::FinSent { .. } => {}
+            PeerEvent::ResetSent { .. } => r.peer_aborted = true,
+            PeerEvent::ResetSeen { .. } => r.reset_seen = true,
+            PeerEvent::ConnectFailed { .. } => r.connect_failed = true,
+            PeerEvent::DeviceFinSeen { .. } => r.device_fin_seen = true,
+            PeerEvent::GaveUp { .. } => r.gave_up_waiting = true,
+            PeerEvent::Finished { .. } => r.finished = true,
+        }
+        Ok(())
+    }
+
+    /// The records so far, in opening order.
+    pub fn records(&self) -> &[PeerConnRecord] {
+        &self.records
+    }
+}
+
+/// The payload each workload's connections send (hex parsed once per workload).
+pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, String> {
+    workloads
+        .iter()
+        .map(|w| {
+            Ok(match w.kind {
+                ProgramKind::Stream => Payload::Counting(w.stream_bytes),
+                _ => Payload::Bytes(parse_hex(&w.payload_hex)?.into()),
+            })
+        })
+        .collect()
+}
+
+/// `t` plus `us` microseconds, saturating (a time beyond `i64` microseconds is "never").
+fn after_us(t: Instant, us: u64) -> Instant {
+    Instant::from_micros(
+        t.total_micros()
+            .saturating_add(i64::try_from(us).unwrap_or(i64::MAX)),
+    )
+}
+
+/// `t` plus `ms` milliseconds, saturating.
+fn after_ms(t: Instant, ms: u64) -> Instant {
+    after_us(t, ms.saturating_mul(1000))
+}
+
+/// Where one workload is in its schedule. Its next start time lives in [`Schedule::heap`].
+struct WorkloadCursor {
+    /// Connections not opened yet.
+    left: u32,
+    /// Connections of the current schedule step (burst) already opened.
+    opened_in_burst: u32,
+    /// Interval jitter draws, made when first needed (workloads with `interval_jitter_ms > 0`).
+    jitter: Option<Box<ChaCha8Rng>>,
+}
+
+/// The connection starts of every workload, produced lazily: memory does not grow with
+/// `count`, and each start costs `O(log workloads)`.
+///
+/// The order is the one the eager schedule had: by start time, ties by workload index, and a
+/// workload's own starts in order.
+struct Schedule {
+    cursors: Vec<WorkloadCursor>,
+    /// `(next start in microseconds, workload index)` of every workload with connections left
+    /// whose next start is representable: a min-heap.
+    heap: BinaryHeap<Reverse<(i64, usize)>>,
+    /// Some workload has connections left that never start (start beyond `i64` microseconds).
+    never: bool,
+    /// Seed of the per-workload jitter streams.
+    program_seed: u64,
+}
+
+impl Schedule {
+    fn new(workloads: &[Workload], program_seed: u64) -> Schedule {
+        let mut never = false;
+        let mut heap = Vec::new();
+        let cursors = workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if w.count > 0 {
+                    match i64::try_from(w.start_ms.saturating_mul(1000)) {
+                        Ok(at) => heap.push(Reverse((at, i))),
+                        Err(_) => never = true,
+                    }
+                }
+                WorkloadCursor {
+                    left: w.count,
+                    opened_in_burst: 0,
+                    jitter: None,
+                }
+            })
+            .collect();
+        Schedule {
+            cursors,
+            heap: BinaryHeap::from(heap),
+            never,
+            program_seed,
+        }
+    }
+
+    /// The jitter stream of workload `index`: the program seed's ChaCha8 key, stream
+    /// `index + 1` (stream 0 is the program RNG's, which draws the start-up delays).
+    fn jitter_rng(program_seed: u64, index: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(program_seed);
+        rng.set_stream(index as u64 + 1);
+        rng
+    }
+
+    /// When the next connection starts.
+    fn next_at(&self) -> Option<Instant> {
+        self.heap
+            .peek()
+            .map(|Reverse((at, _))| Instant::from_micros(*at))
+    }
+
+    /// True when no connection is left to start (not even one that never starts).
+    fn is_empty(&self) -> bool {
+        self.heap.is_empty() && !self.never
+    }
+
+    /// The workload of the next connection if it starts at or before `now`, advancing its
+    /// workload's schedule.
+    fn pop_due(&mut self, now: Instant, workloads: &[Workload]) -> Option<usize> {
+        if self.next_at()? > now {
+            return None;
+        }
+        self.pop(workloads).map(|(_, i)| i)
+    }
+
+    /// The next connection start (time, workload), advancing its workload's schedule.
+    fn pop(&mut self, workloads: &[Workload]) -> Option<(Instant, usize)> {
+        let Reverse((at, i)) = self.heap.pop()?;
+        let w = &workloads[i];
+        let c = &mut self.cursors[i];
+        c.left -= 1;
+        c.opened_in_burst += 1;
+        let mut next = Some(at);
+        if c.left > 0 && c.opened_in_burst >= w.burst.max(1) {
+            c.opened_in_burst = 0;
+            let jitter = if w.interval_jitter_ms > 0 {
+                let seed = self.program_seed;
+                c.jitter
+                    .get_or_insert_with(|| Box::new(Self::jitter_rng(seed, i)))
+                    .random_range(0..=w.interval_jitter_ms)
+            } else {
+                0
+            };
+            let step_us = w.interval_ms.saturating_add(jitter).saturating_mul(1000);
+            next = u64::try_from(at)
+                .ok()
+                .and_then(|at| i64::try_from(at.saturating_add(step_us)).ok());
+        }
+        if c.left > 0 {
+            match next {
+                Some(t) => self.heap.push(Reverse((t, i))),
+                None => self.never = true,
+            }
+        }
+        Some((Instant::from_micros(at), i))
+    }
+}
+
+/// Closed sockets are taken out of the socket set in bulk once there are at least this many
+/// and at least as many as open ones.
+const COMPACT_MIN: usize = 64;
+
 /// The peer host: one smoltcp interface, many connections.
+///
+/// Per poll, the work is proportional to the connections still open: a connection whose
+/// program finished leaves the program loops (its record moves to the finished records), and
+/// its socket leaves the socket set once smoltcp has closed it (a socket in TIME-WAIT stays
+/// until then, to answer a retransmitted FIN).
 pub struct PeerHost {
     iface: Interface,
+    /// The open sockets in opening order, plus closed ones not yet compacted away. New sockets
+    /// always go to the end (no slot is ever freed except by rebuilding the set), so the
+    /// stack visits sockets in opening order, as if none were ever removed.
     sockets: SocketSet<'static>,
     workloads: Vec<Workload>,
     payloads: Vec<Payload>,
     device_addr: Ipv4Address,
     device_port: u16,
+    /// Connections whose program still runs, in opening order.
     conns: Vec<PeerConn>,
-    schedule: VecDeque<Pending>,
+    /// Sockets of finished programs the stack is still closing (FIN exchange, TIME-WAIT, an
+    /// RST to send), with their opening order: read and discarded until closed.
+    closing: Vec<(u64, SocketHandle)>,
+    /// Closed sockets still in `sockets`.
+    dead_sockets: usize,
+    /// See [`COMPACT_MIN`] (settable in tests).
+    compact_min: usize,
+    /// Records of finished programs by opening order (unless `keep_records` is off).
+    finished_records: std::collections::BTreeMap<u64, PeerConnRecord>,
+    keep_records: bool,
+    next_seq: u64,
+    schedule: Schedule,
     rng: ChaCha8Rng,
     next_port: u16,
     events: Vec<PeerEvent>,
@@ -320,6 +599,10 @@ pub const PEER_ADDR: Ipv4Address = Ipv4Address::new(192, 168, 1, 20);
 
 impl PeerHost {
     /// A peer host running `workloads` against `device_addr:device_port`.
+    ///
+    /// `program_seed` seeds the programs' draws: the start-up delays (in the order connections
+    /// establish) and, per workload, the interval jitter (its own stream, drawn as the
+    /// schedule advances).
     pub fn new<D: phy::Device + ?Sized>(
         phy: &mut D,
         workloads: Vec<Workload>,
@@ -334,32 +617,8 @@ impl PeerHost {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(PEER_ADDR), 24));
         });
-        let mut rng = ChaCha8Rng::seed_from_u64(program_seed);
-        let mut payloads = Vec::new();
-        let mut starts = Vec::new();
-        for (i, w) in workloads.iter().enumerate() {
-            payloads.push(match w.kind {
-                ProgramKind::Stream => Payload::Counting(w.stream_bytes),
-                _ => Payload::Bytes(parse_hex(&w.payload_hex)?.into()),
-            });
-            let mut at = Instant::from_millis(w.start_ms as i64);
-            let burst = w.burst.max(1);
-            let mut left = w.count;
-            while left > 0 {
-                for _ in 0..burst.min(left) {
-                    starts.push(Pending { at, workload: i });
-                }
-                left = left.saturating_sub(burst);
-                let jitter = if w.interval_jitter_ms > 0 {
-                    rng.random_range(0..=w.interval_jitter_ms)
-                } else {
-                    0
-                };
-                at += Duration::from_millis(w.interval_ms + jitter);
-            }
-        }
-        // Stable: equal times keep workload order.
-        starts.sort_by_key(|p| p.at);
+        let payloads = workload_payloads(&workloads)?;
+        let schedule = Schedule::new(&workloads, program_seed);
         Ok(PeerHost {
             iface,
             sockets: SocketSet::new(Vec::new()),
@@ -368,16 +627,45 @@ impl PeerHost {
             device_addr,
             device_port,
             conns: Vec::new(),
-            schedule: starts.into(),
-            rng,
+            closing: Vec::new(),
+            dead_sockets: 0,
+            compact_min: COMPACT_MIN,
+            finished_records: std::collections::BTreeMap::new(),
+            keep_records: true,
+            next_seq: 0,
+            schedule,
+            rng: ChaCha8Rng::seed_from_u64(program_seed),
             next_port: 40000,
             events: Vec::new(),
         })
     }
 
-    /// What the peer saw, one record per connection, in opening order.
+    /// What the peer saw, one record per connection, in opening order: the finished ones
+    /// (unless [`PeerHost::set_keep_records`] turned them off) and the running ones.
     pub fn records(&self) -> impl Iterator<Item = &PeerConnRecord> {
-        self.conns.iter().map(|c| &c.record)
+        let mut done = self.finished_records.iter().peekable();
+        let mut live = self.conns.iter().peekable();
+        std::iter::from_fn(move || match (done.peek(), live.peek()) {
+            (Some((&seq, _)), Some(c)) if seq < c.seq => done.next().map(|(_, r)| r),
+            (_, Some(_)) => live.next().map(|c| &c.record),
+            (Some(_), None) => done.next().map(|(_, r)| r),
+            (None, None) => None,
+        })
+    }
+
+    /// Whether to keep the records of finished connections for [`PeerHost::records`] (on by
+    /// default). Off, memory stays proportional to the open connections; the events still
+    /// carry every record ([`PeerLedger`]).
+    pub fn set_keep_records(&mut self, keep: bool) {
+        self.keep_records = keep;
+        if !keep {
+            self.finished_records.clear();
+        }
+    }
+
+    /// The payload of workload `workload`'s connections.
+    pub fn workload_payload(&self, workload: usize) -> Option<&Payload> {
+        self.payloads.get(workload)
     }
 
     /// Events since the last call.
@@ -393,26 +681,29 @@ impl PeerHost {
     /// True when no peer socket is still trying to reach the device (all closed or in
     /// TIME-WAIT): nothing more can arrive from the peer.
     pub fn quiet(&self) -> bool {
-        self.sockets.iter().all(|(_, s)| match s {
-            smoltcp::socket::Socket::Tcp(t) => {
-                matches!(t.state(), tcp::State::Closed | tcp::State::TimeWait)
-            }
-            #[allow(unreachable_patterns)]
-            _ => true,
-        })
+        self.conns
+            .iter()
+            .map(|c| c.handle)
+            .chain(self.closing.iter().map(|&(_, h)| h))
+            .all(|h| {
+                matches!(
+                    self.sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Closed | tcp::State::TimeWait
+                )
+            })
     }
 
     /// The next time a program needs to act, or the stack needs polling.
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
         let stack = self.iface.poll_at(now, &self.sockets);
-        let mut t = self.schedule.front().map(|p| p.at);
+        let mut t = self.schedule.next_at();
         let mut consider = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
         for c in &self.conns {
             match c.phase {
                 Phase::StartingAt(x) | Phase::CloseAt(x) | Phase::Lingering(x) => consider(x),
                 Phase::Connecting => {
                     let w = &self.workloads[c.record.workload];
-                    consider(c.record.opened_at + Duration::from_millis(w.connect_timeout_ms));
+                    consider(after_ms(c.record.opened_at, w.connect_timeout_ms));
                 }
                 _ => {}
             }
@@ -425,7 +716,7 @@ impl PeerHost {
 
     fn open(&mut self, now: Instant, workload: usize) {
         // Like a host's socket buffers, but no larger than the program needs.
-        let tx_size = (self.payloads[workload].len() as usize).clamp(4096, 65535);
+        let tx_size = (self.payloads[workload].len().min(65535) as usize).max(4096);
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 4096]),
             tcp::SocketBuffer::new(vec![0; tx_size]),
@@ -434,7 +725,8 @@ impl PeerHost {
         socket.set_ack_delay(Some(Duration::from_millis(1)));
         socket.set_nagle_enabled(false);
         let port = self.next_port;
-        // Ports are never reused in a run, so the port names the connection.
+        // Ports wrap after 25,536 connections: a port names the connection opened most
+        // recently on it. The host itself keys connections by socket handle, never by port.
         self.next_port = self.next_port.wrapping_add(1).max(40000);
         let _ = socket.connect(
             self.iface.context(),
@@ -443,35 +735,21 @@ impl PeerHost {
         );
         let handle = self.sockets.add(socket);
         self.conns.push(PeerConn {
+            seq: self.next_seq,
             handle,
             phase: Phase::Connecting,
-            record: PeerConnRecord {
-                workload,
-                local_port: port,
-                opened_at: now,
-                established: false,
-                bytes_sent: 0,
-                bytes_acked: 0,
-                reset_seen: false,
-                connect_failed: false,
-                device_fin_seen: false,
-                gave_up_waiting: false,
-                finished: false,
-                peer_aborted: false,
-                payload: self.payloads[workload].clone(),
-            },
+            record: PeerConnRecord::opened(workload, port, now, self.payloads[workload].clone()),
             last_state: tcp::State::SynSent,
         });
-        self.events.push(PeerEvent::Opened { port });
+        self.next_seq += 1;
+        self.events.push(PeerEvent::Opened { port, workload });
     }
 
     /// Runs the programs due at `now`, then polls the stack with `phy` (which holds the packets
     /// the link delivered), observing the sockets after each packet.
     pub fn poll<D: phy::Device + ?Sized>(&mut self, now: Instant, phy: &mut D) {
-        while self.schedule.front().is_some_and(|p| p.at <= now) {
-            if let Some(p) = self.schedule.pop_front() {
-                self.open(now, p.workload);
-            }
+        while let Some(w) = self.schedule.pop_due(now, &self.workloads) {
+            self.open(now, w);
         }
         self.run_programs(now);
         loop {
@@ -484,6 +762,50 @@ impl PeerHost {
         self.run_programs(now);
         self.iface.poll_egress(now, phy, &mut self.sockets);
         self.observe(now);
+        self.retire();
+    }
+
+    /// Moves finished programs out of the loops, notes the sockets smoltcp has closed, and
+    /// rebuilds the socket set once closed sockets are as many as open ones.
+    fn retire(&mut self) {
+        for c in self.conns.extract_if(.., |c| c.phase == Phase::Done) {
+            self.closing.push((c.seq, c.handle));
+            if self.keep_records {
+                self.finished_records.insert(c.seq, c.record);
+            }
+        }
+        let sockets = &self.sockets;
+        let mut dead = 0;
+        self.closing.retain(|&(_, h)| {
+            let s = sockets.get::<tcp::Socket>(h);
+            // Closed and forgotten: an aborted socket stays until it has sent its RST.
+            let closed = s.state() == tcp::State::Closed && s.remote_endpoint().is_none();
+            dead += usize::from(closed);
+            !closed
+        });
+        self.dead_sockets += dead;
+        if self.dead_sockets >= self.compact_min
+            && self.dead_sockets >= self.conns.len() + self.closing.len()
+        {
+            self.compact();
+        }
+    }
+
+    /// A new socket set holding the open sockets only, in opening order (the old slot order).
+    fn compact(&mut self) {
+        let mut old = std::mem::replace(&mut self.sockets, SocketSet::new(Vec::new()));
+        self.closing.sort_unstable_by_key(|&(seq, _)| seq);
+        let mut closing = self.closing.iter_mut().peekable();
+        for c in &mut self.conns {
+            while let Some((_, h)) = closing.next_if(|(seq, _)| *seq < c.seq) {
+                *h = self.sockets.add(old.remove(*h));
+            }
+            c.handle = self.sockets.add(old.remove(c.handle));
+        }
+        for (_, h) in closing {
+            *h = self.sockets.add(old.remove(*h));
+        }
+        self.dead_sockets = 0;
     }
 
     fn observe(&mut self, now: Instant) {
@@ -496,7 +818,13 @@ impl PeerHost {
             let port = c.record.local_port;
             if state != tcp::State::Closed {
                 let acked = c.record.bytes_sent - socket.send_queue() as u64;
-                c.record.bytes_acked = c.record.bytes_acked.max(acked);
+                if acked > c.record.bytes_acked {
+                    self.events.push(PeerEvent::Acked {
+                        port,
+                        bytes: acked - c.record.bytes_acked,
+                    });
+                    c.record.bytes_acked = acked;
+                }
             }
             if !c.record.established && !matches!(state, tcp::State::SynSent | tcp::State::Closed) {
                 c.record.established = true;
@@ -504,7 +832,7 @@ impl PeerHost {
                 let delay = self.rng.random_range(
                     w.start_delay_min_us..=w.start_delay_max_us.max(w.start_delay_min_us),
                 );
-                c.phase = Phase::StartingAt(now + Duration::from_micros(delay));
+                c.phase = Phase::StartingAt(after_us(now, delay));
                 self.events.push(PeerEvent::Established { port });
             }
             if matches!(
@@ -516,6 +844,7 @@ impl PeerHost {
             ) && !c.record.device_fin_seen
             {
                 c.record.device_fin_seen = true;
+                self.events.push(PeerEvent::DeviceFinSeen { port });
             }
             if state == tcp::State::Closed && c.last_state != tcp::State::Closed {
                 // Closed without TIME-WAIT or LAST-ACK: the device reset us (or refused the SYN).
@@ -537,23 +866,20 @@ impl PeerHost {
     }
 
     fn run_programs(&mut self, now: Instant) {
+        // Finished programs' sockets still read and discard what arrives (nc's output).
+        for &(_, h) in &self.closing {
+            drain_rx(self.sockets.get_mut::<tcp::Socket>(h));
+        }
         for c in &mut self.conns {
             let w = &self.workloads[c.record.workload];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
             let port = c.record.local_port;
-            // Every program reads and discards what the device sends (an echo), like nc
-            // printing it; a peer that never read would stall the device's writes.
-            while socket.can_recv() {
-                if socket.recv(|b| (b.len(), ())).is_err() {
-                    break;
-                }
-            }
+            drain_rx(socket);
             loop {
                 let before = c.phase;
                 match c.phase {
                     Phase::Connecting
-                        if now
-                            >= c.record.opened_at + Duration::from_millis(w.connect_timeout_ms) =>
+                        if now >= after_ms(c.record.opened_at, w.connect_timeout_ms) =>
                     {
                         socket.abort();
                         c.record.connect_failed = true;
@@ -583,9 +909,7 @@ impl PeerHost {
                         }
                         if c.record.bytes_sent >= total {
                             c.phase = match w.kind {
-                                ProgramKind::Nc => {
-                                    Phase::CloseAt(now + Duration::from_micros(w.close_delay_us))
-                                }
+                                ProgramKind::Nc => Phase::CloseAt(after_us(now, w.close_delay_us)),
                                 ProgramKind::Hold | ProgramKind::Stream | ProgramKind::Reset => {
                                     Phase::WaitAcked
                                 }
@@ -595,11 +919,10 @@ impl PeerHost {
                         }
                     }
                     Phase::WaitAcked if socket.send_queue() == 0 || !socket.may_send() => {
-                        let after = match w.kind {
-                            ProgramKind::Reset => Duration::from_micros(w.close_delay_us),
-                            _ => Duration::from_millis(w.hold_ms),
-                        };
-                        c.phase = Phase::CloseAt(now + after);
+                        c.phase = Phase::CloseAt(match w.kind {
+                            ProgramKind::Reset => after_us(now, w.close_delay_us),
+                            _ => after_ms(now, w.hold_ms),
+                        });
                     }
                     Phase::CloseAt(t) if now >= t && w.kind == ProgramKind::Reset => {
                         // Our own RST: the program is done; the device's answer does not matter.
@@ -613,13 +936,16 @@ impl PeerHost {
                     Phase::CloseAt(t) if now >= t => {
                         socket.close();
                         self.events.push(PeerEvent::FinSent { port });
-                        c.phase = Phase::Lingering(now + Duration::from_millis(w.linger_ms));
+                        c.phase = Phase::Lingering(after_ms(now, w.linger_ms));
                     }
                     Phase::Lingering(t) => {
                         let device_done =
                             matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed);
                         if now >= t || device_done {
                             c.record.gave_up_waiting = !device_done && !c.record.device_fin_seen;
+                            if c.record.gave_up_waiting {
+                                self.events.push(PeerEvent::GaveUp { port });
+                            }
                             c.phase = Phase::Done;
                             c.record.finished = true;
                             self.events.push(PeerEvent::Finished { port });
@@ -635,8 +961,22 @@ impl PeerHost {
     }
 }
 
+/// Every program reads and discards what the device sends (an echo), like nc printing it; a
+/// peer that never read would stall the device's writes.
+fn drain_rx(socket: &mut tcp::Socket<'_>) {
+    while socket.can_recv() {
+        if socket.recv(|b| (b.len(), ())).is_err() {
+            break;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
+    use firmware_core::testkit::WireEnd;
+
     use super::*;
 
     #[test]
@@ -678,5 +1018,471 @@ mod tests {
             Some(300),
             "beyond the end is a mismatch"
         );
+    }
+
+    // --- Schedule ---
+
+    /// The eager schedule as `PeerHost::new` built it before it went lazy (jitter-free): the
+    /// reference order.
+    fn eager(workloads: &[Workload]) -> Vec<(Instant, usize)> {
+        let mut starts = Vec::new();
+        for (i, w) in workloads.iter().enumerate() {
+            let mut at = Instant::from_millis(w.start_ms as i64);
+            let burst = w.burst.max(1);
+            let mut left = w.count;
+            while left > 0 {
+                for _ in 0..burst.min(left) {
+                    starts.push((at, i));
+                }
+                left = left.saturating_sub(burst);
+                at += Duration::from_millis(w.interval_ms);
+            }
+        }
+        starts.sort_by_key(|p| p.0);
+        starts
+    }
+
+    fn lazy(workloads: &[Workload]) -> Vec<(Instant, usize)> {
+        let mut s = Schedule::new(workloads, 7);
+        let mut out = Vec::new();
+        while let Some(x) = s.pop(workloads) {
+            out.push(x);
+        }
+        assert!(s.is_empty());
+        assert_eq!(s.next_at(), None);
+        out
+    }
+
+    fn wl(count: u32, burst: u32, start_ms: u64, interval_ms: u64) -> Workload {
+        Workload {
+            count,
+            burst,
+            start_ms,
+            interval_ms,
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn lazy_schedule_matches_the_eager_one_without_jitter() {
+        let sets = vec![
+            vec![Workload::default()],
+            vec![wl(5, 1, 100, 1000)],
+            // Bursts with remainders, ties across workloads, interval 0, an empty workload.
+            vec![
+                wl(7, 3, 100, 50),
+                wl(4, 2, 100, 100),
+                wl(3, 1, 0, 150),
+                wl(0, 1, 0, 10),
+                wl(5, 5, 200, 0),
+                wl(6, 4, 100, 0),
+                wl(3, 0, 150, 50),
+            ],
+            // Staggered starts that keep meeting on the same instants.
+            vec![wl(5, 1, 0, 100), wl(5, 2, 100, 100), wl(9, 1, 200, 50)],
+        ];
+        for set in &sets {
+            assert_eq!(lazy(set), eager(set), "{set:?}");
+        }
+        // And a pile of small random ones (start and interval on a coarse grid: many ties).
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..200 {
+            let set: Vec<Workload> = (0..rng.random_range(1..8))
+                .map(|_| {
+                    wl(
+                        rng.random_range(0..12),
+                        rng.random_range(0..5),
+                        rng.random_range(0..6) * 50,
+                        rng.random_range(0..5) * 50,
+                    )
+                })
+                .collect();
+            assert_eq!(lazy(&set), eager(&set), "{set:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_is_bounded_per_workload_and_independent_of_other_workloads() {
+        let mut w = wl(50, 2, 0, 100);
+        w.interval_jitter_ms = 30;
+        let alone = lazy(std::slice::from_ref(&w));
+        let with_other = lazy(&[w.clone(), wl(20, 1, 0, 37)]);
+        let mine: Vec<_> = with_other.into_iter().filter(|p| p.1 == 0).collect();
+        assert_eq!(
+            alone, mine,
+            "another workload must not shift this one's jitter"
+        );
+        assert_eq!(alone.len(), 50);
+        let steps: Vec<i64> = alone.chunks(2).map(|b| b[0].0.total_micros()).collect();
+        let gaps: Vec<i64> = steps.windows(2).map(|p| p[1] - p[0]).collect();
+        assert!(
+            gaps.iter().all(|g| (100_000..=130_000).contains(g)),
+            "{gaps:?}"
+        );
+        assert!(gaps.iter().any(|&g| g != gaps[0]), "jitter drawn: {gaps:?}");
+        assert_eq!(lazy(std::slice::from_ref(&w)), alone, "deterministic");
+        let mut other_seed = Schedule::new(std::slice::from_ref(&w), 8);
+        let other: Vec<_> =
+            std::iter::from_fn(|| other_seed.pop(std::slice::from_ref(&w))).collect();
+        assert_ne!(other, alone, "the program seed drives the jitter");
+    }
+
+    #[test]
+    fn huge_counts_and_times_neither_allocate_nor_overflow() {
+        let mut to_a = VecDeque::new();
+        let mut to_b = VecDeque::new();
+        let mut phy = WireEnd::new(&mut to_a, &mut to_b);
+        let mut w = wl(u32::MAX, u32::MAX, 0, 0);
+        w.interval_jitter_ms = 5;
+        let ws = vec![
+            w,
+            wl(u32::MAX, 1, 10, 1),
+            wl(2, 1, u64::MAX, 1), // never starts
+            wl(3, 1, 5, u64::MAX), // the first starts, the others never
+            wl(u32::MAX, 7, i64::MAX as u64 / 1000 - 1, u64::MAX / 2), // overflowing steps
+        ];
+        let mut host = PeerHost::new(&mut phy, ws.clone(), DEV, 5000, 1, 2).unwrap();
+        let firsts: Vec<_> = (0..5).map(|_| host.schedule.pop(&ws).unwrap()).collect();
+        assert_eq!(firsts, vec![(Instant::ZERO, 0); 5]);
+        let s = &mut host.schedule;
+        assert_eq!(s.heap.len(), 4);
+        // Workload 0's burst is u32::MAX connections at 0 ms: set it aside to see the others.
+        s.heap.retain(|Reverse((_, i))| *i != 0);
+        let order: Vec<_> = std::iter::from_fn(|| s.pop(&ws)).take(6).collect();
+        let far = (Instant::from_millis(i64::MAX / 1000 - 1), 4);
+        assert_eq!(
+            order,
+            vec![
+                (Instant::from_millis(5), 3),
+                (Instant::from_millis(10), 1),
+                (Instant::from_millis(11), 1),
+                (Instant::from_millis(12), 1),
+                (Instant::from_millis(13), 1),
+                (Instant::from_millis(14), 1),
+            ]
+        );
+        s.heap.retain(|Reverse((_, i))| *i != 1);
+        assert_eq!(
+            std::iter::from_fn(|| s.pop(&ws))
+                .take(9)
+                .collect::<Vec<_>>(),
+            [far; 7]
+        );
+        assert!(
+            s.never,
+            "workloads 2 and 3 have connections that never start"
+        );
+        assert!(!s.is_empty());
+        assert!(!host.finished());
+    }
+
+    // --- Events and records ---
+
+    const DEV: Ipv4Address = Ipv4Address::new(192, 168, 1, 1);
+    const DEV_PORT: u16 = 5000;
+
+    /// A peer host against a bare smoltcp device stack: `listeners` listening sockets that read
+    /// everything, close once the peer closed, and listen again once closed. The wire is
+    /// lossless and instant.
+    struct Bench {
+        peer: PeerHost,
+        dev: Interface,
+        dev_sockets: SocketSet<'static>,
+        listeners: Vec<(SocketHandle, u64)>,
+        to_dev: VecDeque<Vec<u8>>,
+        to_peer: VecDeque<Vec<u8>>,
+        now: Instant,
+        events: Vec<(Instant, PeerEvent)>,
+    }
+
+    impl Bench {
+        fn new(workloads: Vec<Workload>, listeners: usize, compact_min: usize) -> Bench {
+            let mut to_dev = VecDeque::new();
+            let mut to_peer = VecDeque::new();
+            let mut config = Config::new(HardwareAddress::Ip);
+            config.random_seed = 99;
+            let mut dev = Interface::new(
+                config,
+                &mut WireEnd::new(&mut to_dev, &mut to_peer),
+                Instant::ZERO,
+            );
+            dev.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEV), 24));
+            });
+            let mut dev_sockets = SocketSet::new(Vec::new());
+            let listeners = (0..listeners)
+                .map(|_| {
+                    let mut s = tcp::Socket::new(
+                        tcp::SocketBuffer::new(vec![0; 8192]),
+                        tcp::SocketBuffer::new(vec![0; 1024]),
+                    );
+                    s.listen(DEV_PORT).unwrap();
+                    (dev_sockets.add(s), 0)
+                })
+                .collect();
+            let mut peer = PeerHost::new(
+                &mut WireEnd::new(&mut to_peer, &mut to_dev),
+                workloads,
+                DEV,
+                DEV_PORT,
+                3,
+                4,
+            )
+            .unwrap();
+            peer.compact_min = compact_min;
+            Bench {
+                peer,
+                dev,
+                dev_sockets,
+                listeners,
+                to_dev,
+                to_peer,
+                now: Instant::ZERO,
+                events: Vec::new(),
+            }
+        }
+
+        fn step_device(&mut self) {
+            let mut wire = WireEnd::new(&mut self.to_dev, &mut self.to_peer);
+            self.dev.poll(self.now, &mut wire, &mut self.dev_sockets);
+            for (h, read) in &mut self.listeners {
+                let s = self.dev_sockets.get_mut::<tcp::Socket>(*h);
+                while s.can_recv() {
+                    *read += s.recv(|b| (b.len(), b.len())).unwrap() as u64;
+                }
+                match s.state() {
+                    tcp::State::CloseWait => s.close(),
+                    tcp::State::Closed => {
+                        *read = 0;
+                        s.listen(DEV_PORT).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            self.dev.poll(self.now, &mut wire, &mut self.dev_sockets);
+        }
+
+        fn run_until(&mut self, end: Instant) {
+            for _ in 0..1_000_000 {
+                let mut wire = WireEnd::new(&mut self.to_peer, &mut self.to_dev);
+                self.peer.poll(self.now, &mut wire);
+                let mut events = Vec::new();
+                self.peer.take_events(&mut events);
+                self.events
+                    .extend(events.into_iter().map(|e| (self.now, e)));
+                self.step_device();
+                if !self.to_dev.is_empty() || !self.to_peer.is_empty() {
+                    continue;
+                }
+                let next = [
+                    self.peer.poll_at(self.now),
+                    self.dev.poll_at(self.now, &self.dev_sockets),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                match next {
+                    Some(t) if t.max(self.now) <= end => {
+                        self.now = t.max(self.now + Duration::from_micros(100))
+                    }
+                    _ => return,
+                }
+            }
+            panic!("the bench did not settle");
+        }
+
+        fn ledger(&self) -> Vec<PeerConnRecord> {
+            let mut ledger = PeerLedger::new(self.peer.payloads.clone());
+            for (t, e) in &self.events {
+                ledger.apply(*t, e).unwrap();
+            }
+            ledger.records().to_vec()
+        }
+    }
+
+    fn mixed_workloads() -> Vec<Workload> {
+        let kind = |kind, count, burst, start_ms| Workload {
+            kind,
+            count,
+            burst,
+            start_ms,
+            interval_ms: 700,
+            stream_bytes: 20_000,
+            payload_hex: "00 01 02 03 04 05 06 07 08 09 0a 0b".into(),
+            ..Workload::default()
+        };
+        vec![
+            // Bursts of 3 against 2 listeners: refused SYNs (ConnectFailed).
+            Workload {
+                count: 6,
+                burst: 3,
+                ..kind(ProgramKind::Nc, 6, 3, 0)
+            },
+            kind(ProgramKind::Hold, 2, 1, 300),
+            kind(ProgramKind::Stream, 1, 1, 5000),
+            kind(ProgramKind::Reset, 2, 1, 9000),
+            // Short payload, no linger: gives up waiting for the device's FIN.
+            Workload {
+                payload_hex: "aa".into(),
+                linger_ms: 0,
+                ..kind(ProgramKind::Nc, 2, 1, 12_000)
+            },
+        ]
+    }
+
+    #[test]
+    fn events_rebuild_the_records() {
+        let mut b = Bench::new(mixed_workloads(), 2, COMPACT_MIN);
+        b.run_until(Instant::from_secs(40));
+        assert!(b.peer.finished());
+        assert!(b.peer.conns.is_empty(), "finished programs leave the loops");
+        let records: Vec<_> = b.peer.records().cloned().collect();
+        assert_eq!(records.len(), 13);
+        assert_eq!(b.ledger(), records);
+        let seen = |f: fn(&PeerEvent) -> bool| b.events.iter().any(|(_, e)| f(e));
+        assert!(seen(|e| matches!(e, PeerEvent::Acked { .. })));
+        assert!(seen(|e| matches!(e, PeerEvent::DeviceFinSeen { .. })));
+        assert!(seen(|e| matches!(e, PeerEvent::ConnectFailed { .. })));
+        assert!(seen(|e| matches!(e, PeerEvent::ResetSent { .. })));
+        assert!(seen(|e| matches!(e, PeerEvent::GaveUp { .. })));
+        let acked: u64 = records.iter().map(|r| r.bytes_acked).sum();
+        assert!(acked > 20_000, "the stream got through: {acked}");
+
+        // A reused port names the newest connection, for the host and for the ledger.
+        b.peer.next_port = 40000;
+        b.peer.schedule = Schedule::new(&[], 0);
+        let again = Workload {
+            start_ms: 60_000,
+            ..Workload::default()
+        };
+        b.peer.workloads.push(again.clone());
+        b.peer.payloads = workload_payloads(&b.peer.workloads).unwrap();
+        let mut ws = vec![wl(0, 1, 0, 0); b.peer.workloads.len() - 1];
+        ws.push(again);
+        b.peer.schedule = Schedule::new(&ws, 0);
+        b.run_until(Instant::from_secs(80));
+        let records: Vec<_> = b.peer.records().cloned().collect();
+        assert_eq!(records.len(), 14);
+        let last = records.last().unwrap();
+        assert_eq!(last.local_port, 40000);
+        assert_eq!(records[0].local_port, 40000);
+        assert!(last.finished && last.established && last.bytes_acked == 9);
+        assert_eq!(b.ledger(), records);
+
+        // Finished records can be dropped; the running ones stay.
+        b.peer.set_keep_records(false);
+        assert_eq!(b.peer.records().count(), 0);
+    }
+
+    #[test]
+    fn closed_sockets_leave_the_set_without_changing_anything() {
+        let many = vec![
+            Workload {
+                count: 150,
+                burst: 2,
+                interval_ms: 40,
+                ..Workload::default()
+            },
+            Workload {
+                kind: ProgramKind::Hold,
+                count: 40,
+                start_ms: 130,
+                interval_ms: 110,
+                hold_ms: 300,
+                ..Workload::default()
+            },
+        ];
+        let mut kept = Bench::new(many.clone(), 3, usize::MAX);
+        kept.run_until(Instant::from_secs(60));
+        let mut compacted = Bench::new(many, 3, COMPACT_MIN);
+        compacted.run_until(Instant::from_secs(60));
+        assert_eq!(kept.events, compacted.events, "same packets, same events");
+        assert_eq!(kept.ledger(), compacted.ledger());
+        assert_eq!(
+            compacted.peer.records().collect::<Vec<_>>(),
+            kept.peer.records().collect::<Vec<_>>()
+        );
+        assert_eq!(compacted.peer.records().count(), 190);
+        assert!(kept.peer.sockets.iter().count() >= 190);
+        let slots = compacted.peer.sockets.iter().count();
+        assert!(slots <= 2 * COMPACT_MIN, "{slots} sockets left in the set");
+        assert!(compacted.peer.quiet() && compacted.peer.finished());
+    }
+
+    #[test]
+    fn ledger_follows_the_newest_connection_on_a_port() {
+        let mut ledger = PeerLedger::new(vec![Payload::Counting(5), Payload::Counting(7)]);
+        let t = Instant::from_millis;
+        let events = [
+            (
+                t(1),
+                PeerEvent::Opened {
+                    port: 40000,
+                    workload: 0,
+                },
+            ),
+            (t(2), PeerEvent::Established { port: 40000 }),
+            (
+                t(3),
+                PeerEvent::Sent {
+                    port: 40000,
+                    bytes: 5,
+                },
+            ),
+            (
+                t(4),
+                PeerEvent::Acked {
+                    port: 40000,
+                    bytes: 2,
+                },
+            ),
+            (
+                t(4),
+                PeerEvent::Acked {
+                    port: 40000,
+                    bytes: 3,
+                },
+            ),
+            (t(5), PeerEvent::FinSent { port: 40000 }),
+            (t(6), PeerEvent::GaveUp { port: 40000 }),
+            (t(6), PeerEvent::Finished { port: 40000 }),
+            (
+                t(7),
+                PeerEvent::Opened {
+                    port: 40000,
+                    workload: 1,
+                },
+            ),
+            (t(8), PeerEvent::ConnectFailed { port: 40000 }),
+            (t(8), PeerEvent::Finished { port: 40000 }),
+        ];
+        for (at, e) in &events {
+            ledger.apply(*at, e).unwrap();
+        }
+        let r = ledger.records();
+        assert_eq!(r.len(), 2);
+        let mut first = PeerConnRecord::opened(0, 40000, t(1), Payload::Counting(5));
+        first.established = true;
+        first.bytes_sent = 5;
+        first.bytes_acked = 5;
+        first.gave_up_waiting = true;
+        first.finished = true;
+        assert_eq!(r[0], first);
+        let mut second = PeerConnRecord::opened(1, 40000, t(7), Payload::Counting(7));
+        second.connect_failed = true;
+        second.finished = true;
+        assert_eq!(r[1], second);
+        assert!(ledger
+            .apply(t(9), &PeerEvent::ResetSeen { port: 41000 })
+            .is_err());
+        assert!(ledger
+            .apply(
+                t(9),
+                &PeerEvent::Opened {
+                    port: 1,
+                    workload: 2
+                }
+            )
+            .is_err());
     }
 }
