@@ -550,7 +550,7 @@ impl PeerNode {
         }
         self.host.take_events(&mut self.events);
         for e in self.events.drain(..) {
-            if let PeerEvent::Opened { port } = e {
+            if let PeerEvent::Opened { port, .. } = e {
                 if let Some(r) = self.host.records().find(|r| r.local_port == port) {
                     oracle.expect(port, r.payload.clone());
                 }
