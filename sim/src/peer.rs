@@ -142,7 +142,9 @@ impl Payload {
         let fits = (self.len().saturating_sub(offset) as usize).min(data.len());
         let within = match self {
             Payload::Bytes(b) => {
-                let expected = &b[offset as usize..offset as usize + fits];
+                // `offset` may lie beyond the end (then `fits` is 0).
+                let from = (offset.min(b.len() as u64)) as usize;
+                let expected = &b[from..from + fits];
                 data[..fits].iter().zip(expected).position(|(a, e)| a != e)
             }
             Payload::Counting(_) => first_counting_mismatch(offset, &data[..fits]),
@@ -1018,6 +1020,14 @@ mod tests {
             Some(300),
             "beyond the end is a mismatch"
         );
+        let bytes = Payload::Bytes(Rc::from(&[1u8, 2, 3][..]));
+        assert_eq!(
+            bytes.first_mismatch(18, &[1]),
+            Some(18),
+            "far beyond the end"
+        );
+        assert_eq!(bytes.first_mismatch(3, &[]), None);
+        assert_eq!(Payload::Counting(3).first_mismatch(18, &[1]), Some(18));
     }
 
     // --- Schedule ---
