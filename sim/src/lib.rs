@@ -22,7 +22,7 @@ pub mod fuzz;
 pub mod inject;
 pub mod link;
 mod node;
-mod observer;
+pub mod observer;
 pub mod oracle;
 pub mod peer;
 mod phy;

@@ -1,12 +1,12 @@
 //! The oracle: no silent loss. Every byte the peer's stack saw acknowledged, and every connection
 //! whose handshake completed, must reach the application or end in a reset the peer can see.
 
-use std::collections::BTreeMap;
-
+use firmware_core::smoltcp::time::Instant;
 use firmware_core::{AppEvent, DeviceEvent};
 use serde::Serialize;
 
-use crate::peer::PeerConnRecord;
+use crate::observer::{Observed, ObservedEvent};
+use crate::peer::{Payload, PeerConnRecord, PeerEvent, PeerLedger};
 
 /// What happened to one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
@@ -92,35 +92,54 @@ pub struct ConnReport {
     pub verdict: Verdict,
 }
 
-/// Collects the device side while the run goes.
+/// Judges a run from its events alone: the peer's (what its stack saw), the device's and the
+/// application's, in the order they happened. Live mode and capture import feed it the same way.
 #[derive(Debug, Default)]
 pub struct Oracle {
-    device: BTreeMap<u16, DeviceSide>,
-    /// Expected payload per peer port, registered when the peer opens the connection.
-    payloads: BTreeMap<u16, crate::peer::Payload>,
+    /// The peer side, per connection in opening order.
+    peer: PeerLedger,
+    /// The device side, parallel to the peer's records.
+    device: Vec<DeviceSide>,
 }
 
 impl Oracle {
-    /// Registers what a connection will send, so reads can be checked as they happen.
-    pub fn expect(&mut self, peer_port: u16, payload: crate::peer::Payload) {
-        self.payloads.insert(peer_port, payload);
+    /// An oracle for a run whose workloads send these payloads ([`crate::peer::workload_payloads`]).
+    pub fn new(payloads: Vec<Payload>) -> Oracle {
+        Oracle {
+            peer: PeerLedger::new(payloads),
+            device: Vec::new(),
+        }
+    }
+
+    /// Takes one peer event. An event of a connection the peer never opened is a harness bug.
+    pub fn peer_event(&mut self, at: Instant, event: &PeerEvent) {
+        if let Err(e) = self.peer.apply(at, event) {
+            panic!("peer events out of order: {e}");
+        }
+        if matches!(event, PeerEvent::Opened { .. }) {
+            self.device.push(DeviceSide::default());
+        }
+    }
+
+    /// The device side of the connection the peer opened most recently from `port` (the
+    /// device sees the peer's port as the remote port).
+    fn side(&mut self, port: u16) -> Option<&mut DeviceSide> {
+        let i = self.peer.current(port)?;
+        self.device.get_mut(i)
     }
 
     /// Takes one device event.
     pub fn device_event(&mut self, event: &DeviceEvent) {
+        let Some(side) = self.side(event.peer_port()) else {
+            return;
+        };
         match *event {
-            DeviceEvent::UnreadDataFreed { conn, bytes } => {
-                self.side(conn.remote.port).bytes_freed_unread += bytes as u64;
+            DeviceEvent::UnreadDataFreed { bytes, .. } | DeviceEvent::DataAfterClose { bytes, .. } => {
+                side.bytes_freed_unread += bytes as u64;
             }
-            DeviceEvent::DataAfterClose { conn, bytes, .. } => {
-                self.side(conn.remote.port).bytes_freed_unread += bytes as u64;
-            }
-            DeviceEvent::SynDropped { remote } => self.side(remote.port).syn_dropped += 1,
-            DeviceEvent::DataReceived { conn, bytes } => {
-                self.side(conn.remote.port).bytes_received += bytes as u64;
-            }
-            DeviceEvent::PeerClosed { conn, reset } => {
-                let side = self.side(conn.remote.port);
+            DeviceEvent::SynDropped { .. } => side.syn_dropped += 1,
+            DeviceEvent::DataReceived { bytes, .. } => side.bytes_received += bytes as u64,
+            DeviceEvent::PeerClosed { reset, .. } => {
                 if reset {
                     side.reset_before_accept |= !side.accepted;
                 } else {
@@ -134,71 +153,91 @@ impl Oracle {
 
     /// Takes one app event.
     pub fn app_event(&mut self, event: &AppEvent<'_>) {
+        let port = event.peer_port();
+        let Some(i) = self.peer.current(port) else {
+            return;
+        };
+        let payload = &self.peer.records()[i].payload;
+        let side = &mut self.device[i];
         match *event {
-            AppEvent::Accepted { conn } => self.side(conn.remote.port).accepted = true,
-            AppEvent::Read { conn, data } => {
-                let port = conn.remote.port;
-                let mismatch = self.payloads.get(&port).and_then(|p| {
-                    p.first_mismatch(self.device.get(&port).map_or(0, |d| d.bytes_read), data)
-                });
-                let side = self.side(port);
+            AppEvent::Accepted { .. } => side.accepted = true,
+            AppEvent::Read { data, .. } => {
                 if side.first_mismatch.is_none() {
-                    side.first_mismatch = mismatch;
+                    side.first_mismatch = payload.first_mismatch(side.bytes_read, data);
                 }
                 side.bytes_read += data.len() as u64;
             }
-            AppEvent::Disconnected { conn } | AppEvent::Closed { conn } => {
-                self.side(conn.remote.port).app_disconnected = true;
-            }
+            AppEvent::Disconnected { .. } | AppEvent::Closed { .. } => side.app_disconnected = true,
             AppEvent::Wrote { .. } | AppEvent::Mismatch { .. } => {}
         }
     }
 
-    fn side(&mut self, port: u16) -> &mut DeviceSide {
-        self.device.entry(port).or_default()
+    /// Judges a run from its kept events alone ([`crate::RunOptions::keep_events`]): the same
+    /// rows as the run's report.
+    pub fn replay(payloads: Vec<Payload>, events: &[Observed]) -> Vec<ConnReport> {
+        let mut oracle = Oracle::new(payloads);
+        for e in events {
+            match &e.event {
+                ObservedEvent::Device(d) => oracle.device_event(d),
+                ObservedEvent::Peer(p) => oracle.peer_event(Instant::from_micros(e.at_us), p),
+                app => {
+                    if let Some(a) = app.app_event() {
+                        oracle.app_event(&a);
+                    }
+                }
+            }
+        }
+        oracle.judge()
     }
 
-    /// Judges every connection the peer opened.
-    pub fn judge<'a>(&self, peers: impl Iterator<Item = &'a PeerConnRecord>) -> Vec<ConnReport> {
-        peers
-            .map(|p| {
-                let device = self.device.get(&p.local_port).cloned().unwrap_or_default();
-                let verdict = if !p.established {
-                    if p.connect_failed {
-                        Verdict::RefusedVisibly
-                    } else {
-                        Verdict::Unfinished
-                    }
-                } else if device.first_mismatch.is_some() {
-                    Verdict::Corrupted
-                } else if device.accepted && device.bytes_read >= p.bytes_acked {
-                    Verdict::Delivered
-                } else if !p.finished {
-                    Verdict::Unfinished
-                } else if p.peer_aborted {
-                    Verdict::AbortedByPeer
-                } else if p.reset_seen || p.gave_up_waiting {
-                    Verdict::RefusedVisibly
-                } else if !device.accepted {
-                    Verdict::NeverAccepted
-                } else {
-                    Verdict::DataSilentlyLost
-                };
-                ConnReport {
-                    peer_port: p.local_port,
-                    workload: p.workload,
-                    opened_at_us: p.opened_at.total_micros(),
-                    established: p.established,
-                    bytes_sent: p.bytes_sent,
-                    bytes_acked: p.bytes_acked,
-                    reset_seen: p.reset_seen,
-                    connect_failed: p.connect_failed,
-                    peer_gave_up: p.gave_up_waiting,
-                    device,
-                    verdict,
-                }
+    /// Judges every connection the peer opened, in opening order.
+    pub fn judge(&self) -> Vec<ConnReport> {
+        self.peer
+            .records()
+            .iter()
+            .zip(&self.device)
+            .map(|(p, device)| ConnReport {
+                peer_port: p.local_port,
+                workload: p.workload,
+                opened_at_us: p.opened_at.total_micros(),
+                established: p.established,
+                bytes_sent: p.bytes_sent,
+                bytes_acked: p.bytes_acked,
+                reset_seen: p.reset_seen,
+                connect_failed: p.connect_failed,
+                peer_gave_up: p.gave_up_waiting,
+                device: device.clone(),
+                verdict: verdict(p, device),
             })
             .collect()
+    }
+}
+
+/// One connection's verdict from both sides' evidence.
+fn verdict(p: &PeerConnRecord, device: &DeviceSide) -> Verdict {
+    // A reset that cut the transfer short is the peer's news, even if everything acknowledged
+    // until then was read (a stream cut by a device crash).
+    let cut_by_reset = p.reset_seen && p.bytes_acked < p.payload.len();
+    if !p.established {
+        if p.connect_failed {
+            Verdict::RefusedVisibly
+        } else {
+            Verdict::Unfinished
+        }
+    } else if device.first_mismatch.is_some() {
+        Verdict::Corrupted
+    } else if device.accepted && device.bytes_read >= p.bytes_acked && !cut_by_reset {
+        Verdict::Delivered
+    } else if !p.finished {
+        Verdict::Unfinished
+    } else if p.peer_aborted {
+        Verdict::AbortedByPeer
+    } else if p.reset_seen || p.gave_up_waiting {
+        Verdict::RefusedVisibly
+    } else if !device.accepted {
+        Verdict::NeverAccepted
+    } else {
+        Verdict::DataSilentlyLost
     }
 }
 
@@ -258,29 +297,30 @@ impl Summary {
 mod tests {
     use std::rc::Rc;
 
-    use firmware_core::smoltcp::time::Instant;
     use firmware_core::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
     use firmware_core::ConnId;
 
     use super::*;
-    use crate::peer::Payload;
 
-    fn peer(port: u16, established: bool, acked: u64) -> PeerConnRecord {
-        PeerConnRecord {
-            workload: 0,
-            local_port: port,
-            opened_at: Instant::ZERO,
-            established,
-            bytes_sent: acked,
-            bytes_acked: acked,
-            reset_seen: false,
-            connect_failed: false,
-            device_fin_seen: false,
-            gave_up_waiting: false,
-            finished: true,
-            peer_aborted: false,
-            payload: Payload::Bytes(Rc::from(&b"abcd"[..])),
+    const T: Instant = Instant::ZERO;
+
+    fn oracle() -> Oracle {
+        Oracle::new(vec![Payload::Bytes(Rc::from(&b"abcd"[..]))])
+    }
+
+    /// The peer's events of one connection from `port`: opened, established or not, `acked`
+    /// bytes acknowledged, then `last` events, then finished.
+    fn peer(o: &mut Oracle, port: u16, established: bool, acked: usize, last: &[PeerEvent]) {
+        o.peer_event(T, &PeerEvent::Opened { port, workload: 0 });
+        if established {
+            o.peer_event(T, &PeerEvent::Established { port });
+            o.peer_event(T, &PeerEvent::Sent { port, bytes: acked });
+            o.peer_event(T, &PeerEvent::Acked { port, bytes: acked as u64 });
         }
+        for e in last {
+            o.peer_event(T, e);
+        }
+        o.peer_event(T, &PeerEvent::Finished { port });
     }
 
     fn conn(port: u16) -> ConnId {
@@ -290,60 +330,43 @@ mod tests {
         }
     }
 
-    /// Each verdict is reachable, and only from its own evidence.
+    fn read(o: &mut Oracle, port: u16, data: &[u8]) {
+        o.app_event(&AppEvent::Accepted { conn: conn(port) });
+        o.app_event(&AppEvent::Read {
+            conn: conn(port),
+            data,
+        });
+    }
+
     #[test]
     fn unfinished_and_peer_aborted_connections_are_not_silent_loss() {
-        let o = Oracle::default();
-        let mut running = peer(1, true, 4);
-        running.finished = false;
-        let mut aborted = peer(2, true, 4);
-        aborted.peer_aborted = true;
-        let rows = o.judge([running, aborted].iter());
-        assert_eq!(rows[0].verdict, Verdict::Unfinished);
-        assert_eq!(rows[1].verdict, Verdict::AbortedByPeer);
-        assert_eq!(Summary::of(&rows).violations(), 0);
-        // The same connection, finished and not aborted, is a silent loss.
+        let mut o = oracle();
+        o.peer_event(T, &PeerEvent::Opened { port: 1, workload: 0 });
+        o.peer_event(T, &PeerEvent::Established { port: 1 });
+        o.peer_event(T, &PeerEvent::Acked { port: 1, bytes: 4 });
+        peer(&mut o, 2, true, 4, &[PeerEvent::ResetSent { port: 2 }]);
+        peer(&mut o, 3, true, 4, &[]);
+        let verdicts: Vec<Verdict> = o.judge().iter().map(|r| r.verdict).collect();
         assert_eq!(
-            o.judge([peer(3, true, 4)].iter())[0].verdict,
-            Verdict::NeverAccepted
+            verdicts,
+            [Verdict::Unfinished, Verdict::AbortedByPeer, Verdict::NeverAccepted]
         );
     }
 
     #[test]
     fn verdicts_follow_the_evidence() {
-        let mut o = Oracle::default();
-        for port in 1..=6 {
-            o.expect(port, Payload::Bytes(Rc::from(&b"abcd"[..])));
+        let mut o = oracle();
+        for port in 1..=4 {
+            peer(&mut o, port, true, 4, &[]);
         }
-        o.app_event(&AppEvent::Accepted { conn: conn(1) });
-        o.app_event(&AppEvent::Read {
-            conn: conn(1),
-            data: b"abcd",
-        });
-        o.app_event(&AppEvent::Accepted { conn: conn(2) });
-        o.app_event(&AppEvent::Read {
-            conn: conn(2),
-            data: b"ab",
-        });
-        o.app_event(&AppEvent::Accepted { conn: conn(4) });
-        o.app_event(&AppEvent::Read {
-            conn: conn(4),
-            data: b"abXd",
-        });
-        let mut reset = peer(5, true, 4);
-        reset.reset_seen = true;
-        let mut refused = peer(6, false, 0);
-        refused.connect_failed = true;
-        let peers = [
-            peer(1, true, 4),
-            peer(2, true, 4),
-            peer(3, true, 4),
-            peer(4, true, 4),
-            reset,
-            refused,
-            peer(7, false, 0),
-        ];
-        let verdicts: Vec<Verdict> = o.judge(peers.iter()).iter().map(|r| r.verdict).collect();
+        peer(&mut o, 5, true, 4, &[PeerEvent::ResetSeen { port: 5 }]);
+        peer(&mut o, 6, false, 0, &[PeerEvent::ConnectFailed { port: 6 }]);
+        o.peer_event(T, &PeerEvent::Opened { port: 7, workload: 0 });
+        read(&mut o, 1, b"abcd");
+        read(&mut o, 2, b"ab");
+        read(&mut o, 4, b"abXd");
+        let rows = o.judge();
+        let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
         assert_eq!(
             verdicts,
             [
@@ -356,12 +379,33 @@ mod tests {
                 Verdict::Unfinished
             ]
         );
-        let s = Summary::of(&o.judge(peers.iter()));
+        let s = Summary::of(&rows);
         assert_eq!(
             (s.delivered, s.silently_lost, s.never_accepted, s.corrupted),
             (1, 1, 1, 1)
         );
         assert_eq!(s.violations(), 3);
         assert!((s.loss_fraction - 3.0 / 7.0).abs() < 1e-9);
+    }
+
+    /// A reset that cut a transfer short is visible to the peer even when the application
+    /// read everything acknowledged until then (a stream cut by a device crash).
+    #[test]
+    fn a_transfer_cut_by_a_reset_is_visible_not_delivered() {
+        let mut o = oracle();
+        peer(&mut o, 1, true, 2, &[PeerEvent::ResetSeen { port: 1 }]);
+        read(&mut o, 1, b"ab");
+        assert_eq!(o.judge()[0].verdict, Verdict::RefusedVisibly);
+    }
+
+    /// A port reused by a later connection starts a new record; the device side follows it.
+    #[test]
+    fn a_reused_port_is_a_new_connection() {
+        let mut o = oracle();
+        peer(&mut o, 9, true, 4, &[]);
+        read(&mut o, 9, b"abcd");
+        peer(&mut o, 9, true, 4, &[]);
+        let verdicts: Vec<Verdict> = o.judge().iter().map(|r| r.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Delivered, Verdict::NeverAccepted]);
     }
 }

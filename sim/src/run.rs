@@ -14,9 +14,9 @@ use firmware_core::Policy;
 
 use crate::capture::Capture;
 use crate::link::LinkStats;
-use crate::observer::Observer;
+use crate::observer::{Observed, Observer};
 use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
-use crate::peer::{PeerConnRecord, PeerHost};
+use crate::peer::{workload_payloads, PeerHost};
 use crate::scenario::{Scenario, ScenarioError, Set};
 use crate::trace::Trace;
 
@@ -39,6 +39,9 @@ pub struct RunReport {
     pub trace_events: u64,
     /// The trace lines, when [`RunOptions::keep_trace`] asked for them.
     pub trace_lines: Option<Vec<String>>,
+    /// The observed events, when [`RunOptions::keep_events`] asked for them: enough to
+    /// recompute the verdicts ([`crate::oracle::Oracle::replay`]).
+    pub events: Option<Vec<Observed>>,
     /// Simulated time the run covered.
     pub sim_time_us: i64,
     /// Statistics of the link from the device to the peer.
@@ -137,6 +140,8 @@ pub struct RunOptions {
     pub pcap: Option<Box<dyn Write>>,
     /// Keep the trace lines in the report.
     pub keep_trace: bool,
+    /// Keep the observed events in the report.
+    pub keep_events: bool,
     /// Run every application loop iteration, also those an idle application would skip (for
     /// the test that skipping changes nothing).
     pub step_every_loop: bool,
@@ -307,7 +312,11 @@ pub(crate) struct RunCore {
 
 impl RunCore {
     /// The core of a run of `prep` on `backend` (named in the `tracing` span).
-    pub(crate) fn new(prep: &Prepared, backend: &str, options: RunOptions) -> RunCore {
+    pub(crate) fn new(
+        prep: &Prepared,
+        backend: &str,
+        options: RunOptions,
+    ) -> Result<RunCore, RunError> {
         let config = &prep.scenario;
         let label = RunLabel {
             scenario: config.name.clone(),
@@ -324,12 +333,14 @@ impl RunCore {
             policy = %label.policy,
             preset = %label.preset
         );
-        RunCore {
+        let payloads = workload_payloads(&config.peer).map_err(RunError::Peer)?;
+        Ok(RunCore {
             label,
             replay: prep.replay.command(config.seed),
             observer: Observer {
-                oracle: Oracle::default(),
+                oracle: Oracle::new(payloads),
                 trace: Trace::new(options.keep_trace, span),
+                kept: options.keep_events.then(Vec::new),
             },
             capture: options.pcap.map(Capture::new),
             skip_idle: !options.step_every_loop,
@@ -337,7 +348,7 @@ impl RunCore {
             end: instant_ms(config.max_duration_ms),
             drain: Duration::from_millis(config.drain_ms),
             phase: Phase::Safety,
-        }
+        })
     }
 
     /// When the run may end at the earliest: the drain after the peer went quiet.
@@ -391,18 +402,17 @@ impl RunCore {
     }
 
     /// Judges the run and writes the report.
-    pub(crate) fn finish<'a>(
+    pub(crate) fn finish(
         &mut self,
         now: Instant,
         stop: Stop,
-        records: impl Iterator<Item = &'a PeerConnRecord>,
         uplink: LinkStats,
         downlink: LinkStats,
     ) -> Result<RunReport, RunError> {
         if let Some(capture) = self.capture.as_mut() {
             capture.finish().map_err(RunError::Capture)?;
         }
-        let rows = self.observer.oracle.judge(records);
+        let rows = self.observer.oracle.judge();
         let trace = &mut self.observer.trace;
         Ok(RunReport {
             label: self.label.clone(),
@@ -413,6 +423,7 @@ impl RunCore {
             trace_hash: trace.hash(),
             trace_events: trace.events(),
             trace_lines: trace.kept_lines(),
+            events: self.observer.kept.take(),
             sim_time_us: now.total_micros(),
             uplink,
             downlink,

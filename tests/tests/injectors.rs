@@ -99,13 +99,16 @@ fn data_and_fin_before_accept_are_handed_out_under_fixed() {
 #[test]
 fn rst_before_accept_never_blocks_later_connections() {
     for &seed in &seeds(10) {
-        // The injector turns every workload into resets; the later nc workload is added after.
+        // The injector turns the workload into resets; the later nc workload is added after.
         let mut c = load(
             "forum",
             &[
                 "peer.0.count=5",
                 "peer.0.interval_ms=400",
                 "device.policy=\"fixed\"",
+                // A lost segment retransmits after smoltcp's 1 s RTO, past the injector's
+                // longest hold: on a lossless link the situation happens every time.
+                "link.loss_p=0",
             ],
         );
         c.seed = seed;
@@ -125,7 +128,11 @@ fn rst_before_accept_never_blocks_later_connections() {
             .iter()
             .filter(|r| r.device.reset_before_accept)
             .count();
-        assert!(made >= 3, "the injector made {made} of 5\nreplay: {replay}");
+        assert!(
+            made == 5,
+            "the injector made {made} of 5\n{}replay: {replay}",
+            sim::report::human(&r, true)
+        );
         assert_eq!(r.summary.violations(), 0, "{:?}\nreplay: {replay}", r.rows);
         for row in r.rows.iter().filter(|r| r.workload == 1) {
             assert_eq!(row.verdict, Verdict::Delivered, "{row:?}\nreplay: {replay}");

@@ -29,7 +29,10 @@ fn forum_legacy_loses_silently_and_fixed_does_not() {
     )
     .unwrap();
     assert_eq!(fixed.summary.violations(), 0, "{:?}", fixed.summary);
-    assert_eq!(fixed.summary.delivered, fixed.summary.connections);
+    // Every connection is delivered, or refused visibly (a full backlog answers RST).
+    let s = &fixed.summary;
+    assert_eq!(s.delivered + s.refused_visible, s.connections, "{s:?}");
+    assert!(s.delivered * 10 >= s.connections * 9, "{s:?}");
 }
 
 #[test]
@@ -386,4 +389,26 @@ fn fin_overtaking_data_loses_nothing_under_fixed() {
         overtakes += fin_first.len();
     }
     assert!(overtakes > 0, "the injector must make FINs overtake data");
+}
+
+/// The oracle judges recorded events only: the verdicts recompute from the kept events alone.
+#[test]
+fn verdicts_recompute_from_the_events_alone() {
+    for (name, policy) in [
+        ("forum", "legacy"),
+        ("multi-client", "legacy"),
+        ("server-closes", "fixed"),
+    ] {
+        let sim = fwsim_tests::sim_of(name, &[&format!("device.policy={policy}")]);
+        let keep = RunOptions {
+            keep_events: true,
+            ..RunOptions::default()
+        };
+        let r = sim.run_with(keep).unwrap();
+        let payloads = sim::peer::workload_payloads(&sim.scenario().peer).unwrap();
+        let rows = sim::oracle::Oracle::replay(payloads, r.events.as_deref().unwrap());
+        assert_eq!(rows, r.rows, "{name}\nreplay: {}", r.replay);
+        assert!(r.tested() > 0);
+        assert_eq!(r.summary.violations() > 0, policy == "legacy", "{name}");
+    }
 }

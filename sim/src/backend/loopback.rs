@@ -63,7 +63,7 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
         peer_rx: VecDeque::new(),
         pool: BufferPool::default(),
     };
-    let mut core = RunCore::new(prep, "loopback", options);
+    let mut core = RunCore::new(prep, "loopback", options)?;
     let mut now = Instant::ZERO;
     let mut node = DeviceNode::boot(prep, 0, &mut wire.device_phy(now, None), now);
     let mut peer = PeerNode::boot(prep, &mut wire.peer_phy(now)).map_err(RunError::Peer)?;
@@ -105,85 +105,5 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
             wire.downlink.heal();
         }
     };
-    core.finish(
-        now,
-        stop,
-        peer.host.records(),
-        wire.uplink.stats(),
-        wire.downlink.stats(),
-    )
-}
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    const SCENARIO: &str = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 2\n";
-
-    fn run_with_filter(filter: &str) -> String {
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
-        tracing::subscriber::with_default(subscriber, || {
-            // Other tests' threads may have cached "no subscriber wants this" meanwhile.
-            tracing::callsite::rebuild_interest_cache();
-            crate::run(&config, RunOptions::default()).unwrap();
-        });
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    #[test]
-    fn tracing_groups_events_by_run_and_connection_and_obeys_the_filter() {
-        let debug = run_with_filter("fwsim=debug");
-        assert!(debug.contains("run{scenario=t seed=1"), "{debug}");
-        assert!(debug.contains("conn{port=40000}"), "{debug}");
-        assert!(debug.contains("conn{port=40001}"));
-        assert!(debug.contains("peer FinSent"));
-        assert_eq!(
-            run_with_filter("fwsim=warn"),
-            "",
-            "nothing below the filter"
-        );
-    }
-
-    #[test]
-    fn trace_hash_does_not_depend_on_tracing_being_on() {
-        let config = crate::scenario::parse("t.toml", SCENARIO, &[]).unwrap();
-        let quiet = crate::run(&config, RunOptions::default())
-            .unwrap()
-            .trace_hash;
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("fwsim=debug"))
-            .with_writer(std::io::sink)
-            .finish();
-        let loud = tracing::subscriber::with_default(subscriber, || {
-            crate::run(&config, RunOptions::default())
-                .unwrap()
-                .trace_hash
-        });
-        assert_eq!(quiet, loud);
-    }
+    core.finish(now, stop, wire.uplink.stats(), wire.downlink.stats())
 }

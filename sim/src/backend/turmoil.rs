@@ -30,7 +30,6 @@ use turmoil::net::UdpSocket;
 
 use crate::link::{Link, LinkStats};
 use crate::node::{DeviceNode, PeerNode};
-use crate::peer::PeerConnRecord;
 use crate::phy::{BufferPool, LinkPhy};
 use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport, Stop};
 use crate::scenario::{FaultAction, Scenario};
@@ -42,7 +41,6 @@ const TUNNEL_PORT: u16 = 4789;
 /// What both hosts share: the run core they feed, and the peer's results.
 struct Shared {
     core: RunCore,
-    records: Vec<PeerConnRecord>,
     /// The workload is over: hosts heal their incoming links (liveness phase).
     healed: bool,
     /// When and why the peer ended the run.
@@ -290,7 +288,6 @@ async fn peer_host(
         }
     }
     let mut s = shared.borrow_mut();
-    s.records = peer.host.records().cloned().collect();
     s.stopped = stopped.map(|stop| (now, stop));
     Ok(())
 }
@@ -318,7 +315,7 @@ impl FwsimHosts {
         peer: &str,
     ) -> Result<FwsimHosts, crate::Error> {
         let prep = Prepared::new(scenario, None, None, crate::run::Replay::default())?;
-        Ok(FwsimHosts::add_prepared(sim, prep, options, device, peer))
+        Ok(FwsimHosts::add_prepared(sim, prep, options, device, peer)?)
     }
 
     pub(crate) fn add_prepared(
@@ -327,10 +324,9 @@ impl FwsimHosts {
         options: RunOptions,
         device: &str,
         peer: &str,
-    ) -> FwsimHosts {
+    ) -> Result<FwsimHosts, RunError> {
         let shared = Rc::new(RefCell::new(Shared {
-            core: RunCore::new(&prep, "turmoil", options),
-            records: Vec::new(),
+            core: RunCore::new(&prep, "turmoil", options)?,
             healed: false,
             stopped: None,
             device_boots: 0,
@@ -346,11 +342,11 @@ impl FwsimHosts {
         sim.client(peer, peer_host(c, s, d));
         let (c, s, p) = (config.clone(), shared.clone(), peer.to_string());
         sim.host(device, move || device_host(c.clone(), s.clone(), p.clone()));
-        FwsimHosts {
+        Ok(FwsimHosts {
             shared,
             device: device.into(),
             peer: peer.into(),
-        }
+        })
     }
 
     /// True once the peer finished its workload and the liveness phase (or the time limit).
@@ -373,14 +369,13 @@ impl FwsimHosts {
         let mut s = self.shared.borrow_mut();
         let Shared {
             core,
-            records,
             stopped,
             uplink,
             downlink,
             ..
         } = &mut *s;
         let (end, stop) = stopped.unwrap_or((Instant::ZERO, Stop::TimedOut));
-        core.finish(end, stop, records.iter(), *uplink, *downlink)
+        core.finish(end, stop, *uplink, *downlink)
     }
 }
 
@@ -407,7 +402,7 @@ pub fn sim_builder(config: &Scenario) -> turmoil::Builder {
 /// Runs one scenario on the turmoil backend, applying its timed faults between steps.
 pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, RunError> {
     let mut sim = sim_builder(&prep.scenario).build();
-    let hosts = FwsimHosts::add_prepared(&mut sim, prep.clone(), options, "device", "peer");
+    let hosts = FwsimHosts::add_prepared(&mut sim, prep.clone(), options, "device", "peer")?;
     let mut faults = prep.scenario.fault.clone();
     faults.sort_by_key(|f| f.at_ms);
     let mut faults = faults.into_iter().peekable();

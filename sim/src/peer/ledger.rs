@@ -1,0 +1,201 @@
+//! What the peer's stack saw of each connection, as events and as records rebuilt from them.
+
+use smoltcp::time::Instant;
+
+use super::workload::Payload;
+
+/// What the peer's stack saw of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConnRecord {
+    /// Workload index.
+    pub workload: usize,
+    /// The peer's local port (the device sees it as the remote port).
+    pub local_port: u16,
+    /// When the program opened the connection.
+    pub opened_at: Instant,
+    /// The handshake completed at the peer.
+    pub established: bool,
+    /// Bytes handed to the peer's stack.
+    pub bytes_sent: u64,
+    /// Bytes the device's stack acknowledged.
+    pub bytes_acked: u64,
+    /// The peer saw an RST while the program was still attached.
+    pub reset_seen: bool,
+    /// The connection attempt failed visibly (RST to SYN, or timeout).
+    pub connect_failed: bool,
+    /// The device closed its side (FIN) while the program watched.
+    pub device_fin_seen: bool,
+    /// The program ran to its end before the run stopped.
+    pub finished: bool,
+    /// The program aborted the connection itself (RST): it gave up any claim on delivery
+    /// (RFC 9293 3.10.7.4 lets the receiver flush its queues).
+    pub peer_aborted: bool,
+    /// The program stopped waiting for the device to close (`linger_ms` passed without the
+    /// device's FIN or RST): like `nc -N` hanging, something the user sees.
+    pub gave_up_waiting: bool,
+    /// What the connection sends.
+    pub payload: Payload,
+}
+
+impl PeerConnRecord {
+    /// The record of a connection `workload` just opened on `local_port`.
+    pub(super) fn opened(workload: usize, local_port: u16, opened_at: Instant, payload: Payload) -> Self {
+        PeerConnRecord {
+            workload,
+            local_port,
+            opened_at,
+            established: false,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            reset_seen: false,
+            connect_failed: false,
+            device_fin_seen: false,
+            finished: false,
+            peer_aborted: false,
+            gave_up_waiting: false,
+            payload,
+        }
+    }
+}
+
+
+/// payloads ([`workload_payloads`]) they carry every field of every [`PeerConnRecord`]; see
+/// [`PeerLedger`], which rebuilds the records from them.
+///
+/// A `port` names the connection opened most recently on that port: ports wrap after 25,536
+/// connections (`40000..=65535`), so a long run reuses them. An event's time is the time of
+/// the `PeerHost::poll` that produced it.
+///
+/// Order within one poll: connections opened (`Opened`, in schedule order); then the programs
+/// act, connection by connection in opening order (`Sent`, `FinSent`, `ResetSent`,
+/// `ConnectFailed` on timeout, `GaveUp`, `Finished`); then, after every packet the stack takes
+/// in and after it transmits, each connection in opening order reports what its socket shows
+/// (`Acked`, `Established`, `DeviceFinSeen`, then `ConnectFailed` or `ResetSeen`, then
+/// `Finished`). `Finished` is a connection's last event.
+/// Events of the peer for the trace, in the order they happened. Together with the workloads'
+/// payloads ([`super::workload_payloads`]) they carry every field of every [`PeerConnRecord`];
+/// see [`PeerLedger`], which rebuilds the records from them.
+///
+/// A `port` names the connection opened most recently on that port: ports wrap after 25,536
+/// connections (`40000..=65535`), so a long run reuses them. An event's time is the time of
+/// the `PeerHost::poll` that produced it.
+///
+/// Order within one poll: connections opened (`Opened`, in schedule order); then the programs
+/// act, connection by connection in opening order (`Sent`, `FinSent`, `ResetSent`,
+/// `ConnectFailed` on timeout, `GaveUp`, `Finished`); then, after every packet the stack takes
+/// in and after it transmits, each connection in opening order reports what its socket shows
+/// (`Acked`, `Established`, `DeviceFinSeen`, then `ConnectFailed` or `ResetSeen`, then
+/// `Finished`). `Finished` is a connection's last event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// Workload `workload` opened a connection (sent its SYN) from `port`; `opened_at` is the
+    /// event's time.
+    Opened { port: u16, workload: usize },
+    /// The handshake completed at the peer (`established`).
+    Established { port: u16 },
+    /// The program handed `bytes` more to the peer's stack (`bytes_sent` grows by `bytes`).
+    Sent { port: u16, bytes: usize },
+    /// The device's stack acknowledged `bytes` more (`bytes_acked` grows by `bytes`).
+    Acked { port: u16, bytes: u64 },
+    /// The program closed its side (FIN).
+    FinSent { port: u16 },
+    /// The program aborted the connection itself with an RST (`peer_aborted`).
+    ResetSent { port: u16 },
+    /// The peer saw the device's RST while the program was attached (`reset_seen`).
+    ResetSeen { port: u16 },
+    /// The connection attempt failed visibly: RST to the SYN, or `connect_timeout_ms`
+    /// (`connect_failed`).
+    ConnectFailed { port: u16 },
+    /// The device closed its side (FIN) while the program watched (`device_fin_seen`).
+    DeviceFinSeen { port: u16 },
+    /// The program stopped waiting for the device to close (`gave_up_waiting`); `Finished`
+    /// follows.
+    GaveUp { port: u16 },
+    /// The program ran to its end (`finished`): the connection's last event.
+    Finished { port: u16 },
+}
+
+impl PeerEvent {
+    /// The peer's port (the connection's key: the connection opened most recently on it).
+    pub fn port(&self) -> u16 {
+        match *self {
+            PeerEvent::Opened { port, .. }
+            | PeerEvent::Established { port }
+            | PeerEvent::Sent { port, .. }
+            | PeerEvent::Acked { port, .. }
+            | PeerEvent::FinSent { port }
+            | PeerEvent::ResetSent { port }
+            | PeerEvent::ResetSeen { port }
+            | PeerEvent::ConnectFailed { port }
+            | PeerEvent::DeviceFinSeen { port }
+            | PeerEvent::GaveUp { port }
+            | PeerEvent::Finished { port } => port,
+        }
+    }
+}
+
+/// The peer's records rebuilt from its events alone (what a reader of the trace sees): the
+/// same records, in the same (opening) order, as [`PeerHost::records`].
+#[derive(Debug, Clone, Default)]
+pub struct PeerLedger {
+    payloads: Vec<Payload>,
+    records: Vec<PeerConnRecord>,
+    /// The connection opened most recently on each port, as an index into `records`.
+    by_port: std::collections::BTreeMap<u16, usize>,
+}
+
+impl PeerLedger {
+    /// A ledger for a run of workloads with these payloads ([`workload_payloads`]).
+    pub fn new(payloads: Vec<Payload>) -> PeerLedger {
+        PeerLedger {
+            payloads,
+            ..PeerLedger::default()
+        }
+    }
+
+    /// Takes one event the peer emitted at `at`. Events for a port no connection was opened
+    /// on, or an `Opened` of an unknown workload, are errors.
+    pub fn apply(&mut self, at: Instant, event: &PeerEvent) -> Result<(), String> {
+        if let PeerEvent::Opened { port, workload } = *event {
+            let payload = self
+                .payloads
+                .get(workload)
+                .ok_or_else(|| format!("{event:?}: no workload {workload}"))?
+                .clone();
+            self.by_port.insert(port, self.records.len());
+            self.records
+                .push(PeerConnRecord::opened(workload, port, at, payload));
+            return Ok(());
+        }
+        let r = self
+            .by_port
+            .get(&event.port())
+            .and_then(|&i| self.records.get_mut(i))
+            .ok_or_else(|| format!("{event:?}: no connection opened on that port"))?;
+        match *event {
+            PeerEvent::Opened { .. } => {}
+            PeerEvent::Established { .. } => r.established = true,
+            PeerEvent::Sent { bytes, .. } => r.bytes_sent += bytes as u64,
+            PeerEvent::Acked { bytes, .. } => r.bytes_acked += bytes,
+            PeerEvent::FinSent { .. } => {}
+            PeerEvent::ResetSent { .. } => r.peer_aborted = true,
+            PeerEvent::ResetSeen { .. } => r.reset_seen = true,
+            PeerEvent::ConnectFailed { .. } => r.connect_failed = true,
+            PeerEvent::DeviceFinSeen { .. } => r.device_fin_seen = true,
+            PeerEvent::GaveUp { .. } => r.gave_up_waiting = true,
+            PeerEvent::Finished { .. } => r.finished = true,
+        }
+        Ok(())
+    }
+
+    /// The records so far, in opening order.
+    pub fn records(&self) -> &[PeerConnRecord] {
+        &self.records
+    }
+
+    /// The index (in [`PeerLedger::records`]) of the connection opened most recently on `port`.
+    pub fn current(&self, port: u16) -> Option<usize> {
+        self.by_port.get(&port).copied()
+    }
+}
+

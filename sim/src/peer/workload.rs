@@ -1,0 +1,215 @@
+//! What a workload is: its program, schedule and payload, as a scenario's `[[peer]]` says.
+
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+/// What a connection of a workload does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProgramKind {
+    /// `echo ... | nc -N HOST PORT`: send the payload, FIN `close_delay_us` later, then read
+    /// until the device closes (or `linger_ms` passes).
+    Nc,
+    /// Send the payload, keep the connection open `hold_ms` once it is acknowledged, then close
+    /// (the device may close first). The hold counts from the acknowledgement because the
+    /// peer stack (smoltcp) retransmits after 1 s at the earliest where Linux takes ~200 ms: a
+    /// hold from the send would make a retransmission coincide with the FIN.
+    Hold,
+    /// Send `stream_bytes` of a counting pattern, wait until all is acknowledged, keep the
+    /// connection `hold_ms` longer, then close.
+    Stream,
+    /// Send the payload, wait until it is acknowledged, then abort with RST `close_delay_us`
+    /// later (data the device acknowledged must still reach the application).
+    Reset,
+}
+
+/// One workload: a program and its schedule. All fields can be set in a scenario's `[[peer]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// The program each connection runs.
+    pub kind: ProgramKind,
+    /// Payload of `nc`/`hold` connections, as hex (spaces allowed).
+    pub payload_hex: String,
+    /// Bytes of the counting pattern a `stream` connection sends.
+    pub stream_bytes: u64,
+    /// Connections in all (each burst counts `burst`).
+    pub count: u32,
+    /// Connections opened at the same instant per schedule step (connect bursts).
+    pub burst: u32,
+    /// First connection at this time.
+    pub start_ms: u64,
+    /// Time between schedule steps.
+    pub interval_ms: u64,
+    /// Uniform jitter added to each interval, `0..=interval_jitter_ms`.
+    pub interval_jitter_ms: u64,
+    /// Process start-up after the handshake before the first byte (drawn per connection
+    /// uniformly in `start_delay_min_us..=start_delay_max_us`).
+    pub start_delay_min_us: u64,
+    /// Upper bound of the start-up delay.
+    pub start_delay_max_us: u64,
+    /// Gap between the payload segment and the FIN (nc: 12-43 us, median 15 us).
+    pub close_delay_us: u64,
+    /// How long `hold`/`stream` keep the connection open after sending.
+    pub hold_ms: u64,
+    /// How long a closed connection keeps reading for the device's FIN or RST.
+    pub linger_ms: u64,
+    /// A connection still not established after this long gives up (like `nc -w`).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            kind: ProgramKind::Nc,
+            payload_hex: "aa05fe9300000141 0a".into(),
+            stream_bytes: 0,
+            count: 1,
+            burst: 1,
+            start_ms: 100,
+            interval_ms: 1000,
+            interval_jitter_ms: 0,
+            start_delay_min_us: 60,
+            start_delay_max_us: 380,
+            close_delay_us: 15,
+            hold_ms: 1000,
+            linger_ms: 2000,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The bytes a connection sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// These bytes.
+    Bytes(Rc<[u8]>),
+    /// `len` bytes of the counting pattern `offset % 256`.
+    Counting(u64),
+}
+
+impl Payload {
+    /// Total length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Counting(n) => *n,
+        }
+    }
+
+    /// True when there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Byte at `offset` (caller keeps `offset < len`).
+    pub fn byte_at(&self, offset: u64) -> u8 {
+        match self {
+            Payload::Bytes(b) => b[offset as usize],
+            Payload::Counting(_) => offset as u8,
+        }
+    }
+
+    /// Writes the payload bytes starting at `offset` into `buf` (caller keeps it in range).
+    pub fn fill(&self, offset: u64, buf: &mut [u8]) {
+        match self {
+            Payload::Bytes(b) => {
+                let from = offset as usize;
+                buf.copy_from_slice(&b[from..from + buf.len()]);
+            }
+            Payload::Counting(_) => fill_counting(offset, buf),
+        }
+    }
+
+    /// Offset of the first byte of `data` (read at `offset`) that differs from the payload.
+    pub fn first_mismatch(&self, offset: u64, data: &[u8]) -> Option<u64> {
+        // Bytes beyond the end are a mismatch; compare only the part that can match.
+        let fits = (self.len().saturating_sub(offset) as usize).min(data.len());
+        let within = match self {
+            Payload::Bytes(b) => {
+                // `offset` may lie beyond the end (then `fits` is 0).
+                let from = (offset.min(b.len() as u64)) as usize;
+                let expected = &b[from..from + fits];
+                data[..fits].iter().zip(expected).position(|(a, e)| a != e)
+            }
+            Payload::Counting(_) => first_counting_mismatch(offset, &data[..fits]),
+        };
+        match within {
+            Some(i) => Some(offset + i as u64),
+            None if fits < data.len() => Some(offset + fits as u64),
+            None => None,
+        }
+    }
+}
+
+/// The counting pattern twice, so any 256-byte window of it is one slice.
+static COUNTING: [u8; 512] = {
+    let mut t = [0u8; 512];
+    let mut i = 0;
+    while i < 512 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Writes the counting pattern for stream offset `offset` into `buf`, a block at a time.
+pub fn fill_counting(offset: u64, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let start = ((offset + i as u64) % 256) as usize;
+        let k = (buf.len() - i).min(256);
+        buf[i..i + k].copy_from_slice(&COUNTING[start..start + k]);
+        i += k;
+    }
+}
+
+/// Index of the first byte of `data` (starting at stream `offset`) that breaks `offset % 256`:
+/// block-wise slice comparison (memcmp), since the oracle checks every streamed byte.
+fn first_counting_mismatch(offset: u64, data: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < data.len() {
+        let start = ((offset + i as u64) % 256) as usize;
+        let k = (data.len() - i).min(256);
+        let expected = &COUNTING[start..start + k];
+        if data[i..i + k] != *expected {
+            let j = data[i..i + k]
+                .iter()
+                .zip(expected)
+                .position(|(a, e)| a != e);
+            return j.map(|j| i + j);
+        }
+        i += k;
+    }
+    None
+}
+
+/// Parses hex with optional whitespace.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
+            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
+        })
+        .collect()
+}
+
+/// The payload each workload's connections send (hex parsed once per workload).
+pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, String> {
+    workloads
+        .iter()
+        .map(|w| {
+            Ok(match w.kind {
+                ProgramKind::Stream => Payload::Counting(w.stream_bytes),
+                _ => Payload::Bytes(parse_hex(&w.payload_hex)?.into()),
+            })
+        })
+        .collect()
+}
+
