@@ -2,8 +2,8 @@
 //! oracle and to the trace (and, when asked, into a list), in the order it happened. Both
 //! backends feed one observer.
 
-use firmware_core::smoltcp::time::Instant;
 use firmware_core::app::{RecordedKind, Recorder};
+use firmware_core::smoltcp::time::Instant;
 use firmware_core::{AppEvent, AppEventSink, ConnId, DeviceEvent};
 
 use crate::oracle::Oracle;

@@ -134,7 +134,8 @@ impl Oracle {
             return;
         };
         match *event {
-            DeviceEvent::UnreadDataFreed { bytes, .. } | DeviceEvent::DataAfterClose { bytes, .. } => {
+            DeviceEvent::UnreadDataFreed { bytes, .. }
+            | DeviceEvent::DataAfterClose { bytes, .. } => {
                 side.bytes_freed_unread += bytes as u64;
             }
             DeviceEvent::SynDropped { .. } => side.syn_dropped += 1,
@@ -315,7 +316,13 @@ mod tests {
         if established {
             o.peer_event(T, &PeerEvent::Established { port });
             o.peer_event(T, &PeerEvent::Sent { port, bytes: acked });
-            o.peer_event(T, &PeerEvent::Acked { port, bytes: acked as u64 });
+            o.peer_event(
+                T,
+                &PeerEvent::Acked {
+                    port,
+                    bytes: acked as u64,
+                },
+            );
         }
         for e in last {
             o.peer_event(T, e);
@@ -341,7 +348,13 @@ mod tests {
     #[test]
     fn unfinished_and_peer_aborted_connections_are_not_silent_loss() {
         let mut o = oracle();
-        o.peer_event(T, &PeerEvent::Opened { port: 1, workload: 0 });
+        o.peer_event(
+            T,
+            &PeerEvent::Opened {
+                port: 1,
+                workload: 0,
+            },
+        );
         o.peer_event(T, &PeerEvent::Established { port: 1 });
         o.peer_event(T, &PeerEvent::Acked { port: 1, bytes: 4 });
         peer(&mut o, 2, true, 4, &[PeerEvent::ResetSent { port: 2 }]);
@@ -349,7 +362,11 @@ mod tests {
         let verdicts: Vec<Verdict> = o.judge().iter().map(|r| r.verdict).collect();
         assert_eq!(
             verdicts,
-            [Verdict::Unfinished, Verdict::AbortedByPeer, Verdict::NeverAccepted]
+            [
+                Verdict::Unfinished,
+                Verdict::AbortedByPeer,
+                Verdict::NeverAccepted
+            ]
         );
     }
 
@@ -361,7 +378,13 @@ mod tests {
         }
         peer(&mut o, 5, true, 4, &[PeerEvent::ResetSeen { port: 5 }]);
         peer(&mut o, 6, false, 0, &[PeerEvent::ConnectFailed { port: 6 }]);
-        o.peer_event(T, &PeerEvent::Opened { port: 7, workload: 0 });
+        o.peer_event(
+            T,
+            &PeerEvent::Opened {
+                port: 7,
+                workload: 0,
+            },
+        );
         read(&mut o, 1, b"abcd");
         read(&mut o, 2, b"ab");
         read(&mut o, 4, b"abXd");

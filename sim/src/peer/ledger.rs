@@ -39,7 +39,12 @@ pub struct PeerConnRecord {
 
 impl PeerConnRecord {
     /// The record of a connection `workload` just opened on `local_port`.
-    pub(super) fn opened(workload: usize, local_port: u16, opened_at: Instant, payload: Payload) -> Self {
+    pub(super) fn opened(
+        workload: usize,
+        local_port: u16,
+        opened_at: Instant,
+        payload: Payload,
+    ) -> Self {
         PeerConnRecord {
             workload,
             local_port,
@@ -57,7 +62,6 @@ impl PeerConnRecord {
         }
     }
 }
-
 
 /// payloads ([`workload_payloads`]) they carry every field of every [`PeerConnRecord`]; see
 /// [`PeerLedger`], which rebuilds the records from them.
@@ -198,4 +202,3 @@ impl PeerLedger {
         self.by_port.get(&port).copied()
     }
 }
-

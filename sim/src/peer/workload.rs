@@ -32,30 +32,42 @@ pub struct Workload {
     pub kind: ProgramKind,
     /// Payload of `nc`/`hold` connections, as hex (spaces allowed).
     pub payload_hex: String,
-    /// Bytes of the counting pattern a `stream` connection sends.
+    /// Bytes of the counting pattern a `stream` connection sends. Range: 0..=1099511627776 (1 TiB).
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 1099511627776>")]
     pub stream_bytes: u64,
-    /// Connections in all (each burst counts `burst`).
+    /// Connections in all (each burst counts `burst`). Range: 0..=4294967295.
+    #[serde(deserialize_with = "firmware_core::range::u32_in::<_, 0, 4294967295>")]
     pub count: u32,
-    /// Connections opened at the same instant per schedule step (connect bursts).
+    /// Connections opened at the same instant per schedule step (connect bursts). Range: 1..=10000.
+    #[serde(deserialize_with = "firmware_core::range::u32_in::<_, 1, 10000>")]
     pub burst: u32,
-    /// First connection at this time.
+    /// First connection at this time. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub start_ms: u64,
-    /// Time between schedule steps.
+    /// Time between schedule steps. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub interval_ms: u64,
-    /// Uniform jitter added to each interval, `0..=interval_jitter_ms`.
+    /// Uniform jitter added to each interval, `0..=interval_jitter_ms`. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub interval_jitter_ms: u64,
     /// Process start-up after the handshake before the first byte (drawn per connection
-    /// uniformly in `start_delay_min_us..=start_delay_max_us`).
+    /// uniformly in `start_delay_min_us..=start_delay_max_us`). Range: 0..=60000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 60000000>")]
     pub start_delay_min_us: u64,
-    /// Upper bound of the start-up delay.
+    /// Upper bound of the start-up delay. Range: 0..=60000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 60000000>")]
     pub start_delay_max_us: u64,
-    /// Gap between the payload segment and the FIN (nc: 12-43 us, median 15 us).
+    /// Gap between the payload segment and the FIN (nc: 12-43 us, median 15 us). Range: 0..=60000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 60000000>")]
     pub close_delay_us: u64,
-    /// How long `hold`/`stream` keep the connection open after sending.
+    /// How long `hold`/`stream` keep the connection open after sending. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub hold_ms: u64,
-    /// How long a closed connection keeps reading for the device's FIN or RST.
+    /// How long a closed connection keeps reading for the device's FIN or RST. Range: 0..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub linger_ms: u64,
-    /// A connection still not established after this long gives up (like `nc -w`).
+    /// A connection still not established after this long gives up (like `nc -w`). Range: 1..=86400000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 1, 86400000>")]
     pub connect_timeout_ms: u64,
 }
 
@@ -200,6 +212,28 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+impl Workload {
+    /// The rules between fields that single ranges cannot say: `(field, why)` when broken.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.kind != ProgramKind::Stream {
+            parse_hex(&self.payload_hex).map_err(|e| ("payload_hex", e))?;
+        }
+        if self.start_delay_min_us > self.start_delay_max_us {
+            return Err((
+                "start_delay_min_us",
+                "must not exceed start_delay_max_us".into(),
+            ));
+        }
+        if self.interval_ms == 0 && u64::from(self.count) > u64::from(self.burst) {
+            return Err((
+                "interval_ms",
+                "must be at least 1 when count exceeds burst (all would open at once)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The payload each workload's connections send (hex parsed once per workload).
 pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, String> {
     workloads
@@ -212,4 +246,3 @@ pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, String>
         })
         .collect()
 }
-

@@ -453,7 +453,7 @@ impl Scenario {
             return bad("peer", "no [[peer]] workload: nothing would connect".into());
         }
         for (i, w) in self.peer.iter().enumerate() {
-            if let Err((field, e)) = check_workload(w) {
+            if let Err((field, e)) = w.check() {
                 return bad(&format!("peer[{i}].{field}"), e);
             }
         }
@@ -470,18 +470,4 @@ impl Scenario {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
     }
-}
-
-/// The rules between a workload's fields.
-fn check_workload(w: &Workload) -> Result<(), (&'static str, String)> {
-    if w.kind != crate::peer::ProgramKind::Stream {
-        parse_hex(&w.payload_hex).map_err(|e| ("payload_hex", e))?;
-    }
-    if w.start_delay_min_us > w.start_delay_max_us {
-        return Err((
-            "start_delay_min_us",
-            "must not exceed start_delay_max_us".into(),
-        ));
-    }
-    Ok(())
 }
