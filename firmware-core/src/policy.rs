@@ -129,7 +129,7 @@ impl Policy {
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
-    serde(deny_unknown_fields)
+    serde(deny_unknown_fields, default)
 )]
 pub struct DeviceConfig {
     /// lwIP `MEMP_NUM_TCP_PCB`: connection control blocks in all. Range: 1..=64.
@@ -389,10 +389,11 @@ ack_delay_ms = 250
     }
 
     #[test]
-    fn missing_field_fails() {
+    fn a_missing_field_takes_the_photon_value() {
         let text = PHOTON_TOML.replace("backlog = 1\n", "");
-        let err = parse(&text).unwrap_err();
-        assert!(err.contains("missing field `backlog`"), "{err}");
+        assert_eq!(parse(&text), Ok(DeviceConfig::PHOTON));
+        let text = PHOTON_TOML.replace("backlog = 1\n", "backlog = 3\n");
+        assert_eq!(parse(&text).map(|c| c.backlog), Ok(3));
     }
 
     #[test]

@@ -94,6 +94,36 @@ fn legacy_seeds_are_clean_and_forum_inputs_lose() {
     }
 }
 
+/// `scenario_legacy` crashes kept by `fwsim from-crash` are examples of the field bug, not
+/// regressions: each loses under the legacy rules and nothing under the fixed ones.
+#[test]
+fn legacy_bug_examples_lose_under_legacy_not_under_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/bug-examples/scenario_legacy");
+    let mut n = 0;
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = fs::read(&path).unwrap();
+        assert!(
+            matches!(
+                fuzz::run_scenario(&data, "legacy"),
+                ScenarioOutcome::SilentLoss { .. }
+            ),
+            "{} no longer shows the bug under legacy",
+            path.display()
+        );
+        assert!(
+            matches!(
+                fuzz::run_scenario(&data, "fixed"),
+                ScenarioOutcome::Clean(_)
+            ),
+            "{} loses under fixed",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n > 0, "no example in {}", dir.display());
+}
+
 /// `fwsim from-crash` writes the scenario an input stands for: running that file gives the
 /// same verdict as the fuzz body did.
 #[test]

@@ -134,9 +134,16 @@ fn device_restart_is_visible_never_silent_under_fixed() {
             lines.iter().any(|l| l.contains("device rebooted")),
             "the device restarted"
         );
-        // The stream was cut by the crash: its peer saw the reset.
+        // The stream was cut by the crash: its peer saw the reset, and the connection counts
+        // as visible to the peer, not delivered (the transfer did not complete).
         let stream = r.rows.iter().find(|row| row.bytes_sent > 1000).unwrap();
         assert!(stream.reset_seen, "seed {seed}: {stream:?}");
+        assert_eq!(
+            stream.verdict,
+            Verdict::RefusedVisibly,
+            "seed {seed}: {stream:?}"
+        );
+        assert!(r.summary.refused_visible >= 1);
     }
 }
 

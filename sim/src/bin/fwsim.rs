@@ -21,7 +21,12 @@ use tracing_subscriber::EnvFilter;
 /// 2 usage or input error, or the run (or sweep) tested nothing: no connection reached a
 /// verdict. Set RUST_LOG=fwsim=debug for a trace of every event.
 #[derive(Parser)]
-#[command(name = "fwsim", version, max_term_width = 100)]
+#[command(
+    name = "fwsim",
+    version,
+    about = "Deterministic network simulator for embedded firmware TCP code.",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

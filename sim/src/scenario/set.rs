@@ -99,13 +99,16 @@ impl Set {
         }
         // A number TOML cannot hold (beyond i64) is an error, not a string.
         let digits = v.strip_prefix(['-', '+']).unwrap_or(v).replace('_', "");
-        if digits.parse::<u128>().is_ok_and(|n| n > i64::MAX as u128) || digits.len() > 38 {
-            if digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!(
-                    "{v} is out of range: the largest value is {}",
-                    i64::MAX
-                ));
-            }
+        let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        if all_digits
+            && digits
+                .parse::<u128>()
+                .map_or(true, |n| n > i64::MAX as u128)
+        {
+            return Err(format!(
+                "{v} is out of range: the largest value is {}",
+                i64::MAX
+            ));
         }
         Ok(toml::Value::String(v.clone()))
     }

@@ -1,0 +1,344 @@
+//! The `fwsim` binary on bad and edge inputs: every case ends in a clear error or a verdict
+//! that is true, never a panic, an abort, or "no silent loss" for a run that tested nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn scenario(name: &str) -> String {
+    root()
+        .join("scenarios")
+        .join(format!("{name}.toml"))
+        .display()
+        .to_string()
+}
+
+fn fwsim(args: &[&str]) -> Output {
+    fwsim_in(&root(), args)
+}
+
+fn fwsim_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fwsim"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("fwsim runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Exit status and all output; panics on a signal (an abort).
+fn status(o: &Output) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {}", text(o)))
+}
+
+/// Asserts exit 2 with an error naming each of `needles`.
+fn assert_error(args: &[&str], needles: &[&str]) {
+    let o = fwsim(args);
+    let t = text(&o);
+    assert_eq!(status(&o), 2, "{args:?}: {t}");
+    assert!(!t.contains("no silent loss"), "{args:?}: {t}");
+    for n in needles {
+        assert!(t.contains(n), "{args:?} should mention {n:?}: {t}");
+    }
+}
+
+fn forum_with(extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["run".to_string(), scenario("forum")];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn limits_that_test_nothing_are_errors_or_exit_2() {
+    for (set, needles) in [
+        (
+            "max_duration_ms=0",
+            vec!["--set 'max_duration_ms=0'", "out of range"],
+        ),
+        (
+            "max_duration_ms=20000000000000000",
+            vec!["max_duration_ms", "out of range"],
+        ),
+        (
+            "peer.0.count=0",
+            vec!["--set 'peer.0.count=0'", "nothing would connect"],
+        ),
+        ("max_duration_ms=50", vec!["NOTHING TESTED"]),
+    ] {
+        assert_error(&args(&forum_with(&["--set", set])), &needles);
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "name = \"t\"\nmax_duration_ms = 10000000000000000\n[device]\napp = \"forum\"\n[[peer]]\n",
+    )
+    .unwrap();
+    let path = file.path().display().to_string();
+    assert_error(&["run", &path], &[&format!("{path}:2:"), "max_duration_ms"]);
+}
+
+#[test]
+fn sweeps_that_test_nothing_exit_2() {
+    let forum = scenario("forum");
+    assert_error(&["sweep", &forum, "--seeds", "0"], &["--seeds"]);
+    assert_error(
+        &[
+            "sweep",
+            &forum,
+            "--seeds",
+            "2",
+            "--set",
+            "max_duration_ms=50",
+        ],
+        &["tested nothing"],
+    );
+}
+
+#[test]
+fn seeds_beyond_i64_work_with_every_flag() {
+    let forum = scenario("forum");
+    for extra in [
+        vec!["--policy", "fixed"],
+        vec!["--set", "peer.0.count=2"],
+        vec!["--backend", "turmoil"],
+        vec!["--inject", "syn-burst"],
+    ] {
+        let mut a = vec![
+            "run",
+            &forum,
+            "--seed",
+            "18446744073709551615",
+            "--set",
+            "peer.0.count=2",
+        ];
+        a.extend(extra);
+        let o = fwsim(&a);
+        assert!(matches!(status(&o), 0 | 1), "{a:?}: {}", text(&o));
+    }
+    let regression = root().join("scenarios/regressions/late-data-acked-before-rst.toml");
+    let regression = regression.display().to_string();
+    let o = fwsim(&["run", &regression, "--policy", "fixed"]);
+    assert_eq!(status(&o), 0, "{}", text(&o));
+    let o = fwsim(&["sweep", &regression, "--seeds", "1", "--policy", "fixed"]);
+    assert_eq!(status(&o), 0, "{}", text(&o));
+}
+
+#[test]
+fn huge_counts_neither_allocate_nor_abort() {
+    let o = fwsim(&args(&forum_with(&[
+        "--policy",
+        "fixed",
+        "--set",
+        "peer.0.count=4294967295",
+        "--set",
+        "max_duration_ms=3000",
+    ])));
+    assert!(matches!(status(&o), 0 | 1), "{}", text(&o));
+    assert!(text(&o).contains("hit max_duration_ms"), "{}", text(&o));
+}
+
+#[test]
+fn many_peer_tables_run() {
+    let mut s = String::from(
+        "name = \"many\"\nmax_duration_ms = 60000\n[device]\napp = \"forum\"\npolicy = \"fixed\"\n",
+    );
+    for i in 0..2000 {
+        s.push_str(&format!("[[peer]]\nstart_ms = {}\n", 100 + 20 * i));
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), s).unwrap();
+    let o = fwsim(&["run", &file.path().display().to_string(), "--json"]);
+    assert!(matches!(status(&o), 0 | 1), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["connections"], 2000);
+}
+
+#[test]
+fn unwritable_outputs_are_errors_naming_the_path() {
+    assert_error(
+        &args(&forum_with(&["--pcap", "/no/such/dir/x.pcap"])),
+        &["/no/such/dir/x.pcap"],
+    );
+    if Path::new("/dev/full").exists() {
+        assert_error(
+            &args(&forum_with(&[
+                "--set",
+                "peer.0.count=2",
+                "--pcap",
+                "/dev/full",
+            ])),
+            &["pcap", "No space left"],
+        );
+    }
+    let o = fwsim(&[
+        "sweep",
+        &scenario("forum"),
+        "--seeds",
+        "2",
+        "--vary",
+        "device.loop_period_us=500,1000",
+        "--plot",
+        "/no/such/dir/x.svg",
+    ]);
+    assert_eq!(status(&o), 2);
+    let t = text(&o);
+    assert!(t.contains("/no/such/dir/x.svg"), "{t}");
+    assert!(!t.contains("runs lost"), "failed before the sweep ran: {t}");
+}
+
+#[test]
+fn errors_name_their_true_origin() {
+    let forum = scenario("forum");
+    assert_error(
+        &[
+            "sweep",
+            &forum,
+            "--seeds",
+            "1",
+            "--vary",
+            "device.bogus=1,2",
+        ],
+        &["--vary device.bogus=1", "unknown field"],
+    );
+    assert_error(
+        &["run", &forum, "--set", "link.loss_p=2"],
+        &["--set 'link.loss_p=2'", "probability"],
+    );
+    assert_error(
+        &["run", &forum, "--set", "drain_ms=18446744073709551615"],
+        &["--set 'drain_ms=18446744073709551615'", "out of range"],
+    );
+}
+
+#[test]
+fn the_saved_scenario_reruns_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved.toml").display().to_string();
+    let o = fwsim(&args(&forum_with(&[
+        "--seed",
+        "5",
+        "--policy",
+        "fixed",
+        "--inject",
+        "fin-before-drain",
+        "--set",
+        "peer.0.count=5",
+        "--save-scenario",
+        &saved,
+        "--json",
+    ])));
+    let first: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = fwsim(&["run", &saved, "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(first["trace_hash"], again["trace_hash"]);
+    assert_eq!(again["seed"], 5);
+    let o = fwsim(&["run", &saved, "--seed", "6", "--json"]);
+    let other: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(first["trace_hash"], other["trace_hash"]);
+}
+
+#[test]
+fn from_crash_keeps_each_target_where_cargo_test_replays_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = root().join("fuzz/corpus");
+    for (target, input, kept) in [
+        (
+            "scenario",
+            "scenario/echo-nc-1",
+            "fuzz/regressions/scenario",
+        ),
+        (
+            "scenario_legacy",
+            "scenario/forum-nc-1",
+            "fuzz/bug-examples/scenario_legacy",
+        ),
+        ("ingress", "ingress/random-0", "fuzz/regressions/ingress"),
+        (
+            "wiring_ops",
+            "wiring_ops/random-0",
+            "fuzz/regressions/wiring_ops",
+        ),
+        (
+            "scenario_file",
+            "scenario_file/forum",
+            "fuzz/regressions/scenario_file",
+        ),
+    ] {
+        let input = corpus.join(input);
+        if !input.exists() {
+            panic!("no corpus input {}", input.display());
+        }
+        let input_arg = input.display().to_string();
+        let mut a = vec!["from-crash", &input_arg, "--target", target];
+        let out = dir
+            .path()
+            .join(format!("{target}.toml"))
+            .display()
+            .to_string();
+        if target.starts_with("scenario") && target != "scenario_file" {
+            a.extend(["--out", &out]);
+        }
+        let o = fwsim_in(dir.path(), &a);
+        let t = text(&o);
+        assert!(matches!(status(&o), 0 | 1), "{target}: {t}");
+        let name = input.file_name().unwrap();
+        assert!(dir.path().join(kept).join(name).exists(), "{target}: {t}");
+        if target == "scenario_legacy" {
+            assert_eq!(status(&o), 1, "the legacy example loses: {t}");
+            assert!(t.contains("example of the field bug"), "{t}");
+        }
+    }
+}
+
+#[test]
+fn help_and_logs_read_well() {
+    let short = text(&fwsim(&["-h"]));
+    let long = text(&fwsim(&["--help"]));
+    assert_eq!(short.lines().next(), long.lines().next(), "one tagline");
+    let o = Command::new(env!("CARGO_BIN_EXE_fwsim"))
+        .args(["run", &scenario("forum"), "--set", "peer.0.count=1"])
+        .env("RUST_LOG", "fwsim=debug")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("peer Opened"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes when piped");
+}
+
+#[test]
+fn the_sweep_table_keeps_its_columns_with_vary() {
+    let o = fwsim(&[
+        "sweep",
+        &scenario("forum"),
+        "--seeds",
+        "1",
+        "--vary",
+        "device.loop_period_us=500,100000",
+    ]);
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = t.lines().take(5).collect();
+    assert_eq!(lines.len(), 5, "{t}");
+    // Right-aligned columns: every row ends where the header does, value under its name.
+    for row in &lines[1..] {
+        assert_eq!(row.len(), lines[0].len(), "{t}");
+    }
+    let col = lines[0].find("device.loop_period_us").unwrap() + "device.loop_period_us".len();
+    assert!(lines[4][..col].ends_with("100000"), "{t}");
+}
