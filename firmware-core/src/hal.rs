@@ -298,6 +298,8 @@ impl Hal {
             tcp::SocketBuffer::new(vec![0; self.config.tx_buffer_size]),
         );
         socket.set_ack_delay(Some(Duration::from_millis(self.config.ack_delay_ms)));
+        let keep_alive = self.config.keep_alive_ms;
+        socket.set_keep_alive((keep_alive > 0).then(|| Duration::from_millis(keep_alive)));
         // Cannot fail: port is non-zero and the socket is fresh.
         let _ = socket.listen(port);
         let handle = self.sockets.add(socket);

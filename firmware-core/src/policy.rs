@@ -193,6 +193,14 @@ pub struct DeviceConfig {
         serde(deserialize_with = "crate::range::u64_in::<_, 0, 10000>")
     )]
     pub ack_delay_ms: u64,
+    /// TCP keep-alive interval of the device's sockets; 0: off (lwIP without `SO_KEEPALIVE`).
+    /// A peer that vanished without FIN or RST is then detected and the socket reset.
+    /// Range: 0..=7200000 (2 h).
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::u64_in::<_, 0, 7200000>")
+    )]
+    pub keep_alive_ms: u64,
 }
 
 /// A rule between [`DeviceConfig`] fields that [`DeviceConfig::check`] found broken.
@@ -247,6 +255,7 @@ impl DeviceConfig {
         worker_delay_min_us: 50,
         worker_delay_max_us: 500,
         ack_delay_ms: 250,
+        keep_alive_ms: 0,
     };
 
     /// The defaults that go with a policy: the fixed firmware raised the pool to 10 (PR #1350)
