@@ -70,14 +70,7 @@ impl Sim {
 
     /// Changes one field, as `--set KEY=VALUE` does (`KEY+=VALUE` appends to a list).
     pub fn set(self, assignment: &str) -> Result<Sim, Error> {
-        let set = Set::parse(SetFlag::Set, assignment).map_err(|message| {
-            Error::Scenario(scenario::ScenarioError {
-                origin: format!("--set {assignment}"),
-                position: None,
-                message,
-            })
-        })?;
-        self.with(set)
+        self.with(Set::parse(SetFlag::Set, assignment)?)
     }
 
     /// Applies one change and reloads, so its checks and defaults apply as in a file.

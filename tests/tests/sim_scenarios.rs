@@ -2,18 +2,8 @@
 //!
 //! Every failure names the seed; replay with the `fwsim run` command in the message.
 
-use fwsim_tests::{load, seeds};
-use sim::Scenario as RunConfig;
+use fwsim_tests::{load, seeds, sim_of};
 use sim::{RunOptions, Verdict};
-
-fn replay(name: &str, config: &RunConfig) -> String {
-    format!(
-        "cargo run --release -p sim --bin fwsim -- run scenarios/{name}.toml --seed {} --policy {} --preset {}",
-        config.seed,
-        config.device.policy.name(),
-        config.link.preset
-    )
-}
 
 #[test]
 fn forum_legacy_loses_silently_and_fixed_does_not() {
@@ -192,7 +182,7 @@ fn fixed_never_loses_on_any_preset() {
     let seeds = seeds(500);
     for name in ["forum", "multi-client", "server-closes", "stream"] {
         for preset in sim::link::LinkParams::PRESETS {
-            let base = load(
+            let base = sim_of(
                 name,
                 &[
                     "device.policy=fixed",
@@ -203,14 +193,12 @@ fn fixed_never_loses_on_any_preset() {
                 ],
             );
             for &seed in &seeds {
-                let mut c = base.clone();
-                c.seed = seed;
-                let r = sim::run(&c, RunOptions::default()).unwrap();
+                let r = base.clone().seed(seed).run().unwrap();
                 assert!(
                     r.summary.violations() == 0,
-                    "{name} {preset} seed {seed}: {:?}\nreplay: {} --set peer.0.count=5 --set peer.0.interval_ms=300 --set peer.0.stream_bytes=16384",
-                    r.rows.iter().filter(|x| x.verdict.is_violation()).collect::<Vec<_>>(),
-                    replay(name, &c)
+                    "{name} {preset} seed {seed}: {:?}\nreplay: {}",
+                    r.violations().collect::<Vec<_>>(),
+                    r.replay
                 );
             }
         }
@@ -258,17 +246,18 @@ fn legacy_section3_scenarios_lose_nothing_on_a_clean_link() {
                 ("server-closes", "peer.0.count=20"),
                 ("stream", "peer.0.stream_bytes=131072"),
             ] {
-                let mut c = load(
+                let r = sim_of(
                     name,
                     &[&format!("link.preset={preset}"), "link.loss_p=0", extra],
-                );
-                c.seed = seed;
-                let r = sim::run(&c, RunOptions::default()).unwrap();
+                )
+                .seed(seed)
+                .run()
+                .unwrap();
                 assert_eq!(
                     r.summary.violations(),
                     0,
-                    "{name} {preset} seed {seed}\nreplay: {} --set link.loss_p=0 --set {extra}",
-                    replay(name, &c)
+                    "{name} {preset} seed {seed}\nreplay: {}",
+                    r.replay
                 );
             }
         }

@@ -1,7 +1,7 @@
 //! The turmoil backend: the same firmware and peers, hosts in a turmoil simulation.
 //! Failures name the seed; replay with the `fwsim run ... --set backend=turmoil` in the message.
 
-use fwsim_tests::{load, seeds};
+use fwsim_tests::{load, seeds, sim_of};
 use sim::scenario::Backend;
 use sim::Scenario as RunConfig;
 use sim::{RunOptions, Verdict};
@@ -45,15 +45,6 @@ fn turmoil_runs_are_deterministic() {
     );
 }
 
-/// The verdict class of a run: did anything get lost silently?
-fn loses(c: &RunConfig) -> bool {
-    sim::run(c, RunOptions::default())
-        .unwrap()
-        .summary
-        .violations()
-        > 0
-}
-
 /// Both backends agree on every seed: Legacy loses in the forum and multi-client scenarios,
 /// nothing else loses, Fixed never loses. (Section-3 scenarios on the report's clean link.)
 #[test]
@@ -86,17 +77,15 @@ fn both_backends_give_the_same_verdict_class() {
                 let mut all: Vec<&str> = sets.to_vec();
                 let p = format!("device.policy={policy}");
                 all.push(&p);
-                let mut c = load(name, &all);
-                c.seed = seed;
+                let sim = sim_of(name, &all).seed(seed);
                 let expected = policy == "legacy" && legacy_loses;
                 for backend in [Backend::Loopback, Backend::Turmoil] {
-                    let got = loses(&on(backend, c.clone()));
+                    let r = sim.clone().backend(backend).run().unwrap();
+                    let got = r.summary.violations() > 0;
                     assert_eq!(
-                        got,
-                        expected,
-                        "{name} {policy} {backend:?} seed {seed}: lost={got}\nreplay: cargo run --release -p sim --bin fwsim -- run scenarios/{name}.toml --seed {seed} --policy {policy} --set backend={} {}",
-                        format!("{backend:?}").to_lowercase(),
-                        sets.iter().map(|s| format!("--set {s}")).collect::<Vec<_>>().join(" ")
+                        got, expected,
+                        "{name} {policy} {backend:?} seed {seed}: lost={got}\nreplay: {}",
+                        r.replay
                     );
                 }
             }

@@ -53,7 +53,7 @@ impl Changes {
     fn sets(&self) -> Result<Vec<Set>, String> {
         let mut sets = Vec::new();
         for s in &self.sets {
-            sets.push(Set::parse(SetFlag::Set, s).map_err(|e| format!("--set {s}: {e}"))?);
+            sets.push(Set::parse(SetFlag::Set, s).map_err(|e| e.to_string())?);
         }
         sets.extend(self.injectors.iter().map(|i| Set::flag(SetFlag::Inject, i)));
         if let Some(b) = &self.backend {

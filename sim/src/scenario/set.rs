@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::ScenarioError;
+
 /// The flag a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetFlag {
@@ -36,16 +38,24 @@ pub struct Set {
 
 impl Set {
     /// Parses `KEY=VALUE` or `KEY+=VALUE` given with `flag`.
-    pub fn parse(flag: SetFlag, assignment: &str) -> Result<Set, String> {
+    pub fn parse(flag: SetFlag, assignment: &str) -> Result<Set, ScenarioError> {
+        let err = |message: &str| ScenarioError {
+            origin: match flag {
+                SetFlag::Vary => format!("--vary {assignment}"),
+                _ => format!("--set {assignment}"),
+            },
+            position: None,
+            message: message.into(),
+        };
         let (key, value) = assignment
             .split_once('=')
-            .ok_or_else(|| format!("`{assignment}`: expected KEY=VALUE"))?;
+            .ok_or_else(|| err("expected KEY=VALUE"))?;
         let (key, append) = match key.trim().strip_suffix('+') {
             Some(k) => (k.trim(), true),
             None => (key.trim(), false),
         };
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(format!("`{assignment}`: empty key"));
+            return Err(err("empty key segment"));
         }
         Ok(Set {
             flag,
