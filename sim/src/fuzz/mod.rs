@@ -1,7 +1,7 @@
 //! Bodies of the cargo-fuzz targets in `fuzz/`, kept here so `cargo test` on stable replays the
 //! committed corpora and crash files through exactly the same code.
 //!
-//! - [`scenario`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
+//! - [`scenario()`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
 //! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
 //!   must find (it proves the search reaches FIN-before-drain).
 //! - [`ingress`]: raw and mutated packets into the device; it must not panic.
@@ -282,7 +282,7 @@ fn assert_report_agrees(r: &crate::RunReport) {
 /// A cargo-fuzz target whose crash `fwsim from-crash` keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashTarget {
-    /// [`scenario`]: silent loss under the fixed rules.
+    /// [`scenario()`]: silent loss under the fixed rules.
     Scenario,
     /// [`scenario_legacy`]: silent loss under the legacy rules (the field bug, found).
     ScenarioLegacy,

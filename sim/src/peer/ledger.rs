@@ -165,7 +165,7 @@ impl PeerEvent {
 }
 
 /// The peer's records rebuilt from its events alone (what a reader of the trace sees): the
-/// same records, in the same (opening) order, as [`PeerHost::records`].
+/// same records, in the same (opening) order, as [`super::PeerHost::records`].
 #[derive(Debug, Clone, Default)]
 pub struct PeerLedger {
     payloads: Vec<Payload>,
@@ -175,7 +175,7 @@ pub struct PeerLedger {
 }
 
 impl PeerLedger {
-    /// A ledger for a run of workloads with these payloads ([`workload_payloads`]).
+    /// A ledger for a run of workloads with these payloads ([`super::workload_payloads`]).
     pub fn new(payloads: Vec<Payload>) -> PeerLedger {
         PeerLedger {
             payloads,
