@@ -313,10 +313,15 @@ impl FlightQueue {
 /// Counters of what a link did, for statistics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LinkStats {
+    /// Packets offered to the link.
     pub enqueued: u64,
+    /// Packets the link dropped (Gilbert-Elliott loss).
     pub lost: u64,
+    /// Packets the link sent twice.
     pub duplicated: u64,
+    /// Packets sent without the delay, ahead of earlier ones.
     pub reordered: u64,
+    /// Packets handed to the receiver (duplicates counted each time).
     pub delivered: u64,
 }
 

@@ -57,9 +57,11 @@ impl Verdict {
 /// What the device side saw of one connection (keyed by the peer's port).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceSide {
+    /// The application accepted the connection.
     pub accepted: bool,
     /// In-order bytes the device's stack took in (and acknowledged).
     pub bytes_received: u64,
+    /// Bytes the application read from the connection.
     pub bytes_read: u64,
     /// The peer's FIN reached the stack while the application had not read everything yet
     /// (the field bug's precondition; what the `fin-before-drain` injector arranges).
@@ -68,27 +70,42 @@ pub struct DeviceSide {
     pub fin_before_accept: bool,
     /// The peer's RST reached the stack before the application accepted the connection.
     pub reset_before_accept: bool,
+    /// Offset of the first byte the application read that differs from what the peer sent.
     pub first_mismatch: Option<u64>,
+    /// Bytes the device's stack discarded without the application reading them (freed unread
+    /// on close, or arriving after the close).
     pub bytes_freed_unread: u64,
+    /// The application saw the connection end (disconnected or closed).
     pub app_disconnected: bool,
+    /// SYNs from this port the device dropped without answer (backlog full).
     pub syn_dropped: u32,
 }
 
 /// One connection's row in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnReport {
+    /// The peer's local port (the device's remote port).
     pub peer_port: u16,
+    /// Index of the scenario workload that opened the connection.
     pub workload: usize,
+    /// When the peer opened it, in simulated time.
     pub opened_at_us: i64,
+    /// The handshake completed on the peer's side.
     pub established: bool,
+    /// Bytes the peer's stack took for sending.
     pub bytes_sent: u64,
+    /// Bytes the device acknowledged to the peer: what the no-silent-loss rule is about.
     pub bytes_acked: u64,
+    /// The peer saw a reset from the device.
     pub reset_seen: bool,
+    /// The peer's connect was refused or timed out.
     pub connect_failed: bool,
     /// The peer closed and gave up waiting for the device to close (a hanging `nc`).
     pub peer_gave_up: bool,
+    /// What the device side saw (flattened into the same JSON object).
     #[serde(flatten)]
     pub device: DeviceSide,
+    /// The oracle's judgement from both sides.
     pub verdict: Verdict,
 }
 
@@ -245,15 +262,25 @@ fn verdict(p: &PeerConnRecord, device: &DeviceSide) -> Verdict {
 /// Totals over a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
+    /// Connections the peer opened.
     pub connections: u64,
+    /// Connections judged [`Verdict::Delivered`].
     pub delivered: u64,
+    /// Connections judged [`Verdict::DataSilentlyLost`].
     pub silently_lost: u64,
+    /// Connections judged [`Verdict::NeverAccepted`].
     pub never_accepted: u64,
+    /// Connections judged [`Verdict::Corrupted`].
     pub corrupted: u64,
+    /// Connections judged [`Verdict::RefusedVisibly`].
     pub refused_visible: u64,
+    /// Connections judged [`Verdict::Unfinished`].
     pub unfinished: u64,
+    /// Connections judged [`Verdict::AbortedByPeer`].
     pub aborted_by_peer: u64,
+    /// Bytes the device acknowledged, over all connections.
     pub bytes_acked: u64,
+    /// Acknowledged bytes the application read (at most `bytes_acked` per connection).
     pub bytes_delivered: u64,
     /// Share of connections with a violation.
     pub loss_fraction: f64,

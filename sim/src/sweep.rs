@@ -178,19 +178,57 @@ pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
     plot(cells, key, out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
-fn plot(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
-    let values: Vec<String> = {
-        let mut v: Vec<String> = Vec::new();
-        for c in cells {
-            if let Some(x) = &c.value {
-                if !v.contains(x) {
-                    v.push(x.clone());
-                }
+/// The varied values of the cells, in first-seen order (the x axis).
+fn varied_values(cells: &[Cell]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in cells {
+        if let Some(x) = &c.value {
+            if !v.contains(x) {
+                v.push(x.clone());
             }
         }
-        v
-    };
+    }
+    v
+}
+
+/// One plotted line: the cells' `(policy, preset)`, `None` for the scenario's own.
+type SeriesKey = (Option<String>, Option<String>);
+
+/// The `(policy, preset)` pairs of the cells, in first-seen order: one line each.
+fn series_keys(cells: &[Cell]) -> Vec<SeriesKey> {
+    let mut series: Vec<SeriesKey> = Vec::new();
+    for c in cells {
+        let k = (c.policy.clone(), c.preset.clone());
+        if !series.contains(&k) {
+            series.push(k);
+        }
+    }
+    series
+}
+
+/// The points of one line: `(index into values, % of connections silently lost)`, for the
+/// values that have a cell of this `(policy, preset)`.
+fn series_points(
+    cells: &[Cell],
+    values: &[String],
+    (policy, preset): &SeriesKey,
+) -> Vec<(usize, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(xi, v)| {
+            cells
+                .iter()
+                .find(|c| &c.policy == policy && &c.preset == preset && c.value.as_ref() == Some(v))
+                .map(|c| (xi, c.loss_fraction() * 100.0))
+        })
+        .collect()
+}
+
+/// Draws one line per `(policy, preset)` of the loss share over the varied values.
+fn plot(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let values = varied_values(cells);
     if values.is_empty() {
         return Err("--plot needs --vary".into());
     }
@@ -214,27 +252,10 @@ fn plot(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
         .x_label_formatter(&|i| values.get(*i).cloned().unwrap_or_default())
         .draw()
         .map_err(|e| e.to_string())?;
-    let mut series: Vec<(Option<String>, Option<String>)> = Vec::new();
-    for c in cells {
-        let k = (c.policy.clone(), c.preset.clone());
-        if !series.contains(&k) {
-            series.push(k);
-        }
-    }
-    for (i, (policy, preset)) in series.iter().enumerate() {
+    for (i, series) in series_keys(cells).iter().enumerate() {
+        let (policy, preset) = series;
         let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(usize, f64)> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(xi, v)| {
-                cells
-                    .iter()
-                    .find(|c| {
-                        &c.policy == policy && &c.preset == preset && c.value.as_ref() == Some(v)
-                    })
-                    .map(|c| (xi, c.loss_fraction() * 100.0))
-            })
-            .collect();
+        let points = series_points(cells, &values, series);
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?

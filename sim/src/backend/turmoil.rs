@@ -16,8 +16,8 @@
 //! (two hosts with zero link delay cannot both be exact in fixed steps), so a smaller tick is
 //! more faithful for the peer's view, a larger one faster.
 //!
-//! Use [`run`] for a scenario, or [`FwsimHosts::add_to`] to put a fwsim device and peer
-//! into a turmoil [`turmoil::Sim`] of your own, beside your hosts.
+//! Use [`crate::run()`] for a scenario (with `backend = "turmoil"`), or [`FwsimHosts::add_to`]
+//! to put a fwsim device and peer into a turmoil [`turmoil::Sim`] of your own, beside your hosts.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -1,8 +1,11 @@
 //! The fuzz targets that drive the device directly on firmware-core's test bench: `ingress`
 //! and `wiring_ops` (built with the `testkit` feature: test builds and the fuzz crate).
 
+use std::collections::BTreeMap;
+
 use arbitrary::{Arbitrary, Unstructured};
 use firmware_core::app::ForumSketch;
+use firmware_core::smoltcp::iface::SocketHandle;
 use firmware_core::smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
 use firmware_core::testkit::{Bench, DEVICE_ADDR, PEER_ADDR};
 use firmware_core::{DeviceConfig, Policy, TcpClient, TcpServer};
@@ -95,104 +98,163 @@ enum WiringOp {
 /// The application may lose data (legacy) but never reads bytes the peer did not send, in an
 /// order it did not send them.
 pub fn wiring_ops(data: &[u8]) {
-    use std::collections::BTreeMap;
     for policy in [Policy::LEGACY, Policy::FIXED] {
         let mut u = Unstructured::new(data);
-        let mut b = Bench::new(policy, DeviceConfig::for_policy(&policy), Box::new(Idle));
-        let mut server = TcpServer::new(6000);
-        let _ = server.begin(&mut b.dev);
-        let mut peers = Vec::new();
-        let mut clients: Vec<TcpClient> = Vec::new();
-        // Per peer port: bytes sent, bytes read by the application.
-        let mut sent: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-        let mut read: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-        let pick = |i: u8, n: usize| (n > 0).then(|| usize::from(i) % n);
+        let mut run = WiringRun::new(policy);
         for _ in 0..128 {
             let Ok(op) = WiringOp::arbitrary(&mut u) else {
                 break;
             };
-            match op {
-                WiringOp::Connect => {
-                    if peers.len() < 6 {
-                        let h = b.connect(6000);
-                        let port = b.peer(h).local_endpoint().map_or(0, |e| e.port);
-                        peers.push((h, port));
-                    }
-                }
-                WiringOp::PeerSend(i, d) => {
-                    if let Some(i) = pick(i, peers.len()) {
-                        let (h, port) = peers[i];
-                        let n = b.peer(h).send_slice(&d).unwrap_or(0);
-                        sent.entry(port).or_default().extend_from_slice(&d[..n]);
-                        b.exchange();
-                    }
-                }
-                WiringOp::PeerClose(i) => {
-                    if let Some(i) = pick(i, peers.len()) {
-                        b.peer_close(peers[i].0);
-                    }
-                }
-                WiringOp::PeerAbort(i) => {
-                    if let Some(i) = pick(i, peers.len()) {
-                        b.peer(peers[i].0).abort();
-                        b.exchange();
-                    }
-                }
-                WiringOp::Accept => {
-                    let c = server.available(&mut b.dev);
-                    if c.is_open() && clients.len() < 8 {
-                        clients.push(c);
-                    }
-                }
-                WiringOp::Available(i) => {
-                    if let Some(i) = pick(i, clients.len()) {
-                        clients[i].available(&mut b.dev);
-                    }
-                }
-                WiringOp::Read(i) | WiringOp::ReadInto(i, _) => {
-                    if let Some(i) = pick(i, clients.len()) {
-                        let port = clients[i].conn(&b.dev).map(|c| c.remote.port);
-                        let mut buf = vec![0u8; 512];
-                        let got = match op {
-                            WiringOp::ReadInto(_, n) => {
-                                let n = usize::from(n % 512) + 1;
-                                clients[i]
-                                    .read_into(&mut b.dev, &mut buf[..n])
-                                    .map(|k| buf[..k].to_vec())
-                            }
-                            _ => clients[i].read(&mut b.dev).map(|x| vec![x]),
-                        };
-                        if let (Some(port), Some(got)) = (port, got) {
-                            let r = read.entry(port).or_default();
-                            r.extend_from_slice(&got);
-                            let s = sent.get(&port).map_or(&[][..], |v| v.as_slice());
-                            assert!(
-                                s.starts_with(r),
-                                "{policy:?}: read bytes that were not sent in this order on port {port}"
-                            );
-                        }
-                    }
-                }
-                WiringOp::Connected(i) => {
-                    if let Some(i) = pick(i, clients.len()) {
-                        clients[i].connected(&mut b.dev);
-                    }
-                }
-                WiringOp::Write(i, d) => {
-                    if let Some(i) = pick(i, clients.len()) {
-                        clients[i].write(&mut b.dev, &d);
-                        b.exchange();
-                    }
-                }
-                WiringOp::Stop(i) => {
-                    if let Some(i) = pick(i, clients.len()) {
-                        clients[i].stop(&mut b.dev);
-                        b.exchange();
-                    }
-                }
-                WiringOp::Advance(ms) => b.advance(u64::from(ms % 50)),
-            }
+            run.apply(op);
         }
+    }
+}
+
+/// Index `i` into a list of `n` (any byte picks something), or `None` for an empty list.
+fn pick(i: u8, n: usize) -> Option<usize> {
+    (n > 0).then(|| usize::from(i) % n)
+}
+
+/// One `wiring_ops` run under one policy: the bench, the application's server and clients,
+/// the peer's connections, and what went each way.
+struct WiringRun {
+    policy: Policy,
+    b: Bench,
+    server: TcpServer,
+    /// Peer connections: socket handle and local port.
+    peers: Vec<(SocketHandle, u16)>,
+    /// Connections the application accepted.
+    clients: Vec<TcpClient>,
+    /// Per peer port: bytes sent.
+    sent: BTreeMap<u16, Vec<u8>>,
+    /// Per peer port: bytes read by the application.
+    read: BTreeMap<u16, Vec<u8>>,
+}
+
+impl WiringRun {
+    /// A bench under `policy` with an idle app and a server listening on port 6000.
+    fn new(policy: Policy) -> WiringRun {
+        let mut b = Bench::new(policy, DeviceConfig::for_policy(&policy), Box::new(Idle));
+        let mut server = TcpServer::new(6000);
+        let _ = server.begin(&mut b.dev);
+        WiringRun {
+            policy,
+            b,
+            server,
+            peers: Vec::new(),
+            clients: Vec::new(),
+            sent: BTreeMap::new(),
+            read: BTreeMap::new(),
+        }
+    }
+
+    /// Carries out one step.
+    fn apply(&mut self, op: WiringOp) {
+        let b = &mut self.b;
+        match op {
+            WiringOp::Connect => {
+                if self.peers.len() < 6 {
+                    let h = b.connect(6000);
+                    let port = b.peer(h).local_endpoint().map_or(0, |e| e.port);
+                    self.peers.push((h, port));
+                }
+            }
+            WiringOp::PeerSend(i, d) => self.peer_send(i, &d),
+            WiringOp::PeerClose(i) => {
+                if let Some(i) = pick(i, self.peers.len()) {
+                    b.peer_close(self.peers[i].0);
+                }
+            }
+            WiringOp::PeerAbort(i) => {
+                if let Some(i) = pick(i, self.peers.len()) {
+                    b.peer(self.peers[i].0).abort();
+                    b.exchange();
+                }
+            }
+            WiringOp::Accept => {
+                let c = self.server.available(&mut b.dev);
+                if c.is_open() && self.clients.len() < 8 {
+                    self.clients.push(c);
+                }
+            }
+            WiringOp::Read(i) => self.app_read(i, None),
+            WiringOp::ReadInto(i, n) => self.app_read(i, Some(n)),
+            WiringOp::Available(i)
+            | WiringOp::Connected(i)
+            | WiringOp::Write(i, _)
+            | WiringOp::Stop(i) => {
+                if let Some(i) = pick(i, self.clients.len()) {
+                    client_call(b, &mut self.clients[i], op);
+                }
+            }
+            WiringOp::Advance(ms) => b.advance(u64::from(ms % 50)),
+        }
+    }
+
+    /// The peer's connection `i` sends `d` (what its stack takes of it).
+    fn peer_send(&mut self, i: u8, d: &[u8]) {
+        if let Some(i) = pick(i, self.peers.len()) {
+            let (h, port) = self.peers[i];
+            let n = self.b.peer(h).send_slice(d).unwrap_or(0);
+            self.sent
+                .entry(port)
+                .or_default()
+                .extend_from_slice(&d[..n]);
+            self.b.exchange();
+        }
+    }
+
+    /// The application reads from its client `i`: one byte (`read`), or up to `into` bytes
+    /// (`read_into`); what it read so far on a port must be a prefix of what was sent on it.
+    fn app_read(&mut self, i: u8, into: Option<u16>) {
+        let Some(i) = pick(i, self.clients.len()) else {
+            return;
+        };
+        let dev = &mut self.b.dev;
+        let client = &mut self.clients[i];
+        let port = client.conn(dev).map(|c| c.remote.port);
+        let mut buf = vec![0u8; 512];
+        let got = match into {
+            Some(n) => {
+                let n = usize::from(n % 512) + 1;
+                client
+                    .read_into(dev, &mut buf[..n])
+                    .map(|k| buf[..k].to_vec())
+            }
+            None => client.read(dev).map(|x| vec![x]),
+        };
+        if let (Some(port), Some(got)) = (port, got) {
+            let r = self.read.entry(port).or_default();
+            r.extend_from_slice(&got);
+            let s = self.sent.get(&port).map_or(&[][..], |v| v.as_slice());
+            assert!(
+                s.starts_with(r),
+                "{:?}: read bytes that were not sent in this order on port {port}",
+                self.policy
+            );
+        }
+    }
+}
+
+/// The Wiring calls on one client that only need the client: `available`, `connected`,
+/// `write` and `stop` (the last two let the bench exchange packets).
+fn client_call(b: &mut Bench, client: &mut TcpClient, op: WiringOp) {
+    match op {
+        WiringOp::Available(_) => {
+            client.available(&mut b.dev);
+        }
+        WiringOp::Connected(_) => {
+            client.connected(&mut b.dev);
+        }
+        WiringOp::Write(_, d) => {
+            client.write(&mut b.dev, &d);
+            b.exchange();
+        }
+        WiringOp::Stop(_) => {
+            client.stop(&mut b.dev);
+            b.exchange();
+        }
+        _ => {}
     }
 }
 

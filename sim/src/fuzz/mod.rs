@@ -1,7 +1,7 @@
 //! Bodies of the cargo-fuzz targets in `fuzz/`, kept here so `cargo test` on stable replays the
 //! committed corpora and crash files through exactly the same code.
 //!
-//! - [`scenario`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
+//! - [`scenario()`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
 //! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
 //!   must find (it proves the search reaches FIN-before-drain).
 //! - [`ingress`]: raw and mutated packets into the device; it must not panic.
@@ -31,30 +31,48 @@ pub use bench::{ingress, wiring_ops};
 /// One peer workload of a fuzzed scenario (small, so a run takes well under a millisecond).
 #[derive(Debug, Clone, Arbitrary)]
 pub struct FuzzWorkload {
+    /// Program kind, modulo 4: `nc`, `hold`, `stream`, `reset`.
     pub kind: u8,
-    pub payload_len: u8,
-    pub count: u8,
-    pub burst: u8,
-    pub interval_ms: u16,
-    pub close_delay_us: u16,
-    pub hold_ms: u16,
-    pub stream_kib: u8,
+    /// Payload length minus one, modulo 48.
+    pub(crate) payload_len: u8,
+    /// Connections minus one, modulo 4.
+    pub(crate) count: u8,
+    /// Connections per burst minus one, modulo 3.
+    pub(crate) burst: u8,
+    /// Interval between bursts minus 20, modulo 200.
+    pub(crate) interval_ms: u16,
+    /// Delay before the peer closes, modulo 2000.
+    pub(crate) close_delay_us: u16,
+    /// How long a `hold` program keeps the connection, modulo 800.
+    pub(crate) hold_ms: u16,
+    /// Stream length in KiB minus one, modulo 16.
+    pub(crate) stream_kib: u8,
 }
 
 /// A fuzzed scenario: every field maps onto a scenario-file field.
 #[derive(Debug, Clone, Arbitrary)]
 pub struct FuzzScenario {
-    pub seed: u64,
+    /// The run's seed.
+    pub(crate) seed: u64,
+    /// The app, modulo 4: forum, multi-client, server-closes, echo.
     pub app: u8,
-    pub preset: u8,
-    pub loop_period_us: u16,
-    pub slow_loop_every: u8,
-    pub worker_delay_max_us: u16,
-    pub loss_per_mille: u8,
-    pub jitter_us: u16,
-    pub reorder_per_mille: u8,
+    /// Link preset index into `Preset::ALL`, modulo 4.
+    pub(crate) preset: u8,
+    /// Application loop period minus 500, modulo 5000.
+    pub(crate) loop_period_us: u16,
+    /// Every how many loops one is slow, modulo 100.
+    pub(crate) slow_loop_every: u8,
+    /// The stack worker's largest delay minus 50, modulo 3000.
+    pub(crate) worker_delay_max_us: u16,
+    /// Loss probability of both directions in per mille, modulo 50.
+    pub(crate) loss_per_mille: u8,
+    /// Jitter of both directions, modulo 5000.
+    pub(crate) jitter_us: u16,
+    /// Reorder probability of both directions in per mille, modulo 20.
+    pub(crate) reorder_per_mille: u8,
     /// Bit i applies `Injector::ALL[i]`.
     pub injectors: u8,
+    /// Peer workloads; the first three are used, none means one default workload.
     pub workloads: Vec<FuzzWorkload>,
 }
 
@@ -139,7 +157,12 @@ pub enum ScenarioOutcome {
     /// The oracle found nothing.
     Clean(Summary),
     /// Silent loss; `toml` is the scenario that reproduces it.
-    SilentLoss { summary: Summary, toml: String },
+    SilentLoss {
+        /// The run's totals.
+        summary: Summary,
+        /// The scenario file that reproduces it.
+        toml: String,
+    },
 }
 
 /// Runs the scenario `data` stands for under `policy` (`"legacy"` or `"fixed"`).
@@ -259,7 +282,7 @@ fn assert_report_agrees(r: &crate::RunReport) {
 /// A cargo-fuzz target whose crash `fwsim from-crash` keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashTarget {
-    /// [`scenario`]: silent loss under the fixed rules.
+    /// [`scenario()`]: silent loss under the fixed rules.
     Scenario,
     /// [`scenario_legacy`]: silent loss under the legacy rules (the field bug, found).
     ScenarioLegacy,

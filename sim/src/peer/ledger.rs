@@ -63,19 +63,6 @@ impl PeerConnRecord {
     }
 }
 
-/// payloads ([`workload_payloads`]) they carry every field of every [`PeerConnRecord`]; see
-/// [`PeerLedger`], which rebuilds the records from them.
-///
-/// A `port` names the connection opened most recently on that port: ports wrap after 25,536
-/// connections (`40000..=65535`), so a long run reuses them. An event's time is the time of
-/// the `PeerHost::poll` that produced it.
-///
-/// Order within one poll: connections opened (`Opened`, in schedule order); then the programs
-/// act, connection by connection in opening order (`Sent`, `FinSent`, `ResetSent`,
-/// `ConnectFailed` on timeout, `GaveUp`, `Finished`); then, after every packet the stack takes
-/// in and after it transmits, each connection in opening order reports what its socket shows
-/// (`Acked`, `Established`, `DeviceFinSeen`, then `ConnectFailed` or `ResetSeen`, then
-/// `Finished`). `Finished` is a connection's last event.
 /// Events of the peer for the trace, in the order they happened. Together with the workloads'
 /// payloads ([`super::workload_payloads`]) they carry every field of every [`PeerConnRecord`];
 /// see [`PeerLedger`], which rebuilds the records from them.
@@ -94,29 +81,68 @@ impl PeerConnRecord {
 pub enum PeerEvent {
     /// Workload `workload` opened a connection (sent its SYN) from `port`; `opened_at` is the
     /// event's time.
-    Opened { port: u16, workload: usize },
+    Opened {
+        /// The peer's local port.
+        port: u16,
+        /// Index of the scenario workload.
+        workload: usize,
+    },
     /// The handshake completed at the peer (`established`).
-    Established { port: u16 },
+    Established {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The program handed `bytes` more to the peer's stack (`bytes_sent` grows by `bytes`).
-    Sent { port: u16, bytes: usize },
+    Sent {
+        /// The peer's local port.
+        port: u16,
+        /// Bytes the stack took this time.
+        bytes: usize,
+    },
     /// The device's stack acknowledged `bytes` more (`bytes_acked` grows by `bytes`).
-    Acked { port: u16, bytes: u64 },
+    Acked {
+        /// The peer's local port.
+        port: u16,
+        /// Bytes newly acknowledged.
+        bytes: u64,
+    },
     /// The program closed its side (FIN).
-    FinSent { port: u16 },
+    FinSent {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The program aborted the connection itself with an RST (`peer_aborted`).
-    ResetSent { port: u16 },
+    ResetSent {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The peer saw the device's RST while the program was attached (`reset_seen`).
-    ResetSeen { port: u16 },
+    ResetSeen {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The connection attempt failed visibly: RST to the SYN, or `connect_timeout_ms`
     /// (`connect_failed`).
-    ConnectFailed { port: u16 },
+    ConnectFailed {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The device closed its side (FIN) while the program watched (`device_fin_seen`).
-    DeviceFinSeen { port: u16 },
+    DeviceFinSeen {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The program stopped waiting for the device to close (`gave_up_waiting`); `Finished`
     /// follows.
-    GaveUp { port: u16 },
+    GaveUp {
+        /// The peer's local port.
+        port: u16,
+    },
     /// The program ran to its end (`finished`): the connection's last event.
-    Finished { port: u16 },
+    Finished {
+        /// The peer's local port.
+        port: u16,
+    },
 }
 
 impl PeerEvent {
@@ -139,7 +165,7 @@ impl PeerEvent {
 }
 
 /// The peer's records rebuilt from its events alone (what a reader of the trace sees): the
-/// same records, in the same (opening) order, as [`PeerHost::records`].
+/// same records, in the same (opening) order, as [`super::PeerHost::records`].
 #[derive(Debug, Clone, Default)]
 pub struct PeerLedger {
     payloads: Vec<Payload>,
@@ -149,7 +175,7 @@ pub struct PeerLedger {
 }
 
 impl PeerLedger {
-    /// A ledger for a run of workloads with these payloads ([`workload_payloads`]).
+    /// A ledger for a run of workloads with these payloads ([`super::workload_payloads`]).
     pub fn new(payloads: Vec<Payload>) -> PeerLedger {
         PeerLedger {
             payloads,

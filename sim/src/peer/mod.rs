@@ -355,6 +355,8 @@ impl PeerHost {
         }
     }
 
+    /// Runs every program as far as it goes at `now`, connection by connection in opening
+    /// order (the order of their events).
     fn run_programs(&mut self, now: Instant) {
         // Finished programs' sockets still read and discard what arrives (nc's output).
         for &(_, h) in &self.closing {
@@ -363,90 +365,121 @@ impl PeerHost {
         for c in &mut self.conns {
             let w = &self.workloads[c.record.workload];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
-            let port = c.record.local_port;
             drain_rx(socket);
+            // A program may pass several phases in one poll: step until it stays put.
             loop {
                 let before = c.phase;
-                match c.phase {
-                    Phase::Connecting
-                        if now >= after_ms(c.record.opened_at, w.connect_timeout_ms) =>
-                    {
-                        socket.abort();
-                        c.record.connect_failed = true;
-                        c.phase = Phase::Done;
-                        self.events.push(PeerEvent::ConnectFailed { port });
-                        c.record.finished = true;
-                        self.events.push(PeerEvent::Finished { port });
-                    }
-                    Phase::StartingAt(t) if now >= t => c.phase = Phase::Sending,
-                    Phase::Sending => {
-                        let total = c.record.payload.len();
-                        while c.record.bytes_sent < total && socket.can_send() {
-                            let from = c.record.bytes_sent;
-                            let payload = &c.record.payload;
-                            let n = socket
-                                .send(|buf| {
-                                    let n = (buf.len() as u64).min(total - from) as usize;
-                                    payload.fill(from, &mut buf[..n]);
-                                    (n, n)
-                                })
-                                .unwrap_or(0);
-                            if n == 0 {
-                                break;
-                            }
-                            c.record.bytes_sent += n as u64;
-                            self.events.push(PeerEvent::Sent { port, bytes: n });
-                        }
-                        if c.record.bytes_sent >= total {
-                            c.phase = match w.kind {
-                                ProgramKind::Nc => Phase::CloseAt(after_us(now, w.close_delay_us)),
-                                ProgramKind::Hold | ProgramKind::Stream | ProgramKind::Reset => {
-                                    Phase::WaitAcked
-                                }
-                            };
-                        } else if !socket.may_send() {
-                            c.phase = Phase::Lingering(now);
-                        }
-                    }
-                    Phase::WaitAcked if socket.send_queue() == 0 || !socket.may_send() => {
-                        c.phase = Phase::CloseAt(match w.kind {
-                            ProgramKind::Reset => after_us(now, w.close_delay_us),
-                            _ => after_ms(now, w.hold_ms),
-                        });
-                    }
-                    Phase::CloseAt(t) if now >= t && w.kind == ProgramKind::Reset => {
-                        // Our own RST: the program is done; the device's answer does not matter.
-                        socket.abort();
-                        c.record.peer_aborted = true;
-                        self.events.push(PeerEvent::ResetSent { port });
-                        c.record.finished = true;
-                        c.phase = Phase::Done;
-                        self.events.push(PeerEvent::Finished { port });
-                    }
-                    Phase::CloseAt(t) if now >= t => {
-                        socket.close();
-                        self.events.push(PeerEvent::FinSent { port });
-                        c.phase = Phase::Lingering(after_ms(now, w.linger_ms));
-                    }
-                    Phase::Lingering(t) => {
-                        let device_done =
-                            matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed);
-                        if now >= t || device_done {
-                            c.record.gave_up_waiting = !device_done && !c.record.device_fin_seen;
-                            if c.record.gave_up_waiting {
-                                self.events.push(PeerEvent::GaveUp { port });
-                            }
-                            c.phase = Phase::Done;
-                            c.record.finished = true;
-                            self.events.push(PeerEvent::Finished { port });
-                        }
-                    }
-                    _ => {}
-                }
+                c.step(w, socket, now, &mut self.events);
                 if c.phase == before {
                     break;
                 }
             }
+        }
+    }
+}
+
+impl PeerConn {
+    /// One step of the connection's program `w` at `now`: at most one phase change.
+    fn step(
+        &mut self,
+        w: &Workload,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+        events: &mut Vec<PeerEvent>,
+    ) {
+        let port = self.record.local_port;
+        match self.phase {
+            Phase::Connecting if now >= after_ms(self.record.opened_at, w.connect_timeout_ms) => {
+                socket.abort();
+                self.record.connect_failed = true;
+                self.phase = Phase::Done;
+                events.push(PeerEvent::ConnectFailed { port });
+                self.record.finished = true;
+                events.push(PeerEvent::Finished { port });
+            }
+            Phase::StartingAt(t) if now >= t => self.phase = Phase::Sending,
+            Phase::Sending => self.send(w, socket, now, events),
+            Phase::WaitAcked if socket.send_queue() == 0 || !socket.may_send() => {
+                self.phase = Phase::CloseAt(match w.kind {
+                    ProgramKind::Reset => after_us(now, w.close_delay_us),
+                    _ => after_ms(now, w.hold_ms),
+                });
+            }
+            Phase::CloseAt(t) if now >= t && w.kind == ProgramKind::Reset => {
+                // Our own RST: the program is done; the device's answer does not matter.
+                socket.abort();
+                self.record.peer_aborted = true;
+                events.push(PeerEvent::ResetSent { port });
+                self.record.finished = true;
+                self.phase = Phase::Done;
+                events.push(PeerEvent::Finished { port });
+            }
+            Phase::CloseAt(t) if now >= t => {
+                socket.close();
+                events.push(PeerEvent::FinSent { port });
+                self.phase = Phase::Lingering(after_ms(now, w.linger_ms));
+            }
+            Phase::Lingering(t) => self.linger(t, socket, now, events),
+            _ => {}
+        }
+    }
+
+    /// [`Phase::Sending`]: hands the stack as much of the payload as it takes; once all of it
+    /// is in, the program moves on to its close (or lingers if the device closed first).
+    fn send(
+        &mut self,
+        w: &Workload,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+        events: &mut Vec<PeerEvent>,
+    ) {
+        let port = self.record.local_port;
+        let total = self.record.payload.len();
+        while self.record.bytes_sent < total && socket.can_send() {
+            let from = self.record.bytes_sent;
+            let payload = &self.record.payload;
+            let n = socket
+                .send(|buf| {
+                    let n = (buf.len() as u64).min(total - from) as usize;
+                    payload.fill(from, &mut buf[..n]);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            self.record.bytes_sent += n as u64;
+            events.push(PeerEvent::Sent { port, bytes: n });
+        }
+        if self.record.bytes_sent >= total {
+            self.phase = match w.kind {
+                ProgramKind::Nc => Phase::CloseAt(after_us(now, w.close_delay_us)),
+                ProgramKind::Hold | ProgramKind::Stream | ProgramKind::Reset => Phase::WaitAcked,
+            };
+        } else if !socket.may_send() {
+            self.phase = Phase::Lingering(now);
+        }
+    }
+
+    /// [`Phase::Lingering`] until `until`: done once the device closed or the time passed
+    /// (then the program gave up waiting, unless it saw the device's FIN).
+    fn linger(
+        &mut self,
+        until: Instant,
+        socket: &mut tcp::Socket<'_>,
+        now: Instant,
+        events: &mut Vec<PeerEvent>,
+    ) {
+        let port = self.record.local_port;
+        let device_done = matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed);
+        if now >= until || device_done {
+            self.record.gave_up_waiting = !device_done && !self.record.device_fin_seen;
+            if self.record.gave_up_waiting {
+                events.push(PeerEvent::GaveUp { port });
+            }
+            self.phase = Phase::Done;
+            self.record.finished = true;
+            events.push(PeerEvent::Finished { port });
         }
     }
 }

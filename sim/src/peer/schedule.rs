@@ -39,7 +39,8 @@ struct WorkloadCursor {
 /// The order is the one the eager schedule had: by start time, ties by workload index, and a
 /// workload's own starts in order.
 pub(super) struct Schedule {
-    pub(super) cursors: Vec<WorkloadCursor>,
+    /// One cursor per workload, by workload index.
+    cursors: Vec<WorkloadCursor>,
     /// `(next start in microseconds, workload index)` of every workload with connections left
     /// whose next start is representable: a min-heap.
     pub(super) heap: BinaryHeap<Reverse<(i64, usize)>>,
