@@ -8,7 +8,7 @@
 //! - [`scenario`]: the typed scenario, its TOML files and `--set` changes.
 //! - [`link`]: the seeded WLAN link model (netem semantics, presets).
 //! - [`peer`]: peer programs (`nc`, hold, stream, reset, bursts) on their own smoltcp stack.
-//! - [`run`]: the run core (observer, phases, limits, report), shared by the backends.
+//! - [`mod@run`]: the run core (observer, phases, limits, report), shared by the backends.
 //! - [`backend`]: the drivers that move packets and time: `loopback` and `turmoil`.
 //! - [`oracle`]: the no-silent-loss verdict per connection.
 //! - [`report`]: human and JSON reports.

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::observer::{AppSink, Observer};
-use crate::peer::{PeerEvent, PeerHost};
+use crate::peer::{PayloadError, PeerEvent, PeerHost};
 use crate::phy::LinkPhy;
 use crate::run::Prepared;
 use crate::scenario::StallTrigger;
@@ -260,7 +260,7 @@ pub(crate) struct PeerNode {
 
 impl PeerNode {
     /// Starts the peer host.
-    pub(crate) fn boot(prep: &Prepared, phy: &mut LinkPhy<'_>) -> Result<PeerNode, String> {
+    pub(crate) fn boot(prep: &Prepared, phy: &mut LinkPhy<'_>) -> Result<PeerNode, PayloadError> {
         let s = &prep.scenario;
         let mut host = PeerHost::new(
             phy,

@@ -1,4 +1,4 @@
-//! The run core: what a run is, whatever backend moves its packets. [`RunCore`] owns the
+//! The run core: what a run is, whatever backend moves its packets. `RunCore` owns the
 //! observer (oracle and trace), the capture, the safety and liveness phases, the time limit and
 //! the report; a backend only moves packets and time between the device and peer nodes and asks
 //! the core when to heal the links and when to stop.
@@ -16,7 +16,7 @@ use crate::capture::Capture;
 use crate::link::LinkStats;
 use crate::observer::{Observed, Observer};
 use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
-use crate::peer::{workload_payloads, PeerHost};
+use crate::peer::{workload_payloads, PayloadError, PeerHost};
 use crate::scenario::{Scenario, ScenarioError, Set};
 use crate::trace::Trace;
 
@@ -157,7 +157,7 @@ pub enum RunError {
     /// turmoil stopped the simulation.
     Turmoil(String),
     /// The peer's workloads are invalid.
-    Peer(String),
+    Peer(PayloadError),
 }
 
 impl fmt::Display for RunError {
@@ -177,6 +177,7 @@ impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RunError::Capture(e) => Some(e),
+            RunError::Peer(e) => Some(e),
             _ => None,
         }
     }

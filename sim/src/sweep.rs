@@ -145,9 +145,37 @@ pub fn run_sweep(
     Ok(cells.into_iter().map(|(c, _)| c).collect())
 }
 
+/// The most seeds one sweep runs (a longer list is an error, not an allocation).
+pub const MAX_SEEDS: u64 = 10_000_000;
+
+/// Why a `--seeds` list is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedsError {
+    /// Not `N`, `A..B` or `a,b,c`.
+    Malformed(String),
+    /// No seed at all.
+    Empty(String),
+    /// More than [`MAX_SEEDS`].
+    TooMany(String),
+}
+
+impl std::fmt::Display for SeedsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeedsError::Malformed(t) => write!(f, "--seeds {t:?}: expected N, A..B or a,b,c"),
+            SeedsError::Empty(t) => write!(f, "--seeds {t:?}: a sweep runs at least one seed"),
+            SeedsError::TooMany(t) => {
+                write!(f, "--seeds {t:?}: a sweep runs at most {MAX_SEEDS} seeds")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SeedsError {}
+
 /// Parses `A..B` (inclusive), `N` (1..=N) or `a,b,c`.
-pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
-    let bad = || format!("--seeds {text:?}: expected N, A..B or a,b,c");
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, SeedsError> {
+    let bad = || SeedsError::Malformed(text.into());
     if let Some((a, b)) = text.split_once("..") {
         let a: u64 = a.trim().parse().map_err(|_| bad())?;
         let b: u64 = b
@@ -157,6 +185,9 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
             .map_err(|_| bad())?;
         if a > b {
             return Err(bad());
+        }
+        if b - a >= MAX_SEEDS {
+            return Err(SeedsError::TooMany(text.into()));
         }
         return Ok((a..=b).collect());
     }
@@ -168,14 +199,48 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
     }
     let n: u64 = text.trim().parse().map_err(|_| bad())?;
     if n == 0 {
-        return Err(format!("--seeds {text:?}: a sweep runs at least one seed"));
+        return Err(SeedsError::Empty(text.into()));
+    }
+    if n > MAX_SEEDS {
+        return Err(SeedsError::TooMany(text.into()));
     }
     Ok((1..=n).collect())
 }
 
+/// Why a plot could not be drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlotError {
+    /// The sweep varied nothing: there is no axis.
+    NoVary,
+    /// Drawing or writing the file failed.
+    Draw {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the drawing backend said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for PlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlotError::NoVary => f.write_str("--plot draws loss against --vary values"),
+            PlotError::Draw { path, message } => write!(f, "{}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for PlotError {}
+
 /// Draws loss fraction against the varied value, one line per policy x preset, as SVG.
-pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
-    plot(cells, key, out).map_err(|e| format!("{}: {e}", out.display()))
+pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), PlotError> {
+    if cells.iter().all(|c| c.value.is_none()) {
+        return Err(PlotError::NoVary);
+    }
+    plot(cells, key, out).map_err(|message| PlotError::Draw {
+        path: out.into(),
+        message,
+    })
 }
 
 /// The varied values of the cells, in first-seen order (the x axis).
@@ -295,6 +360,11 @@ mod tests {
         assert_eq!(parse_seeds("9,2").unwrap(), vec![9, 2]);
         assert!(parse_seeds("7..5").is_err());
         assert!(parse_seeds("x").is_err());
+        assert_eq!(
+            parse_seeds("1..18446744073709551615"),
+            Err(SeedsError::TooMany("1..18446744073709551615".into())),
+            "a range too long to run is an error, not an allocation"
+        );
         assert!(
             parse_seeds("0").is_err(),
             "a sweep of no seed tests nothing"

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Args)]
 struct Changes {
     /// loopback (both stacks in one event loop) or turmoil (each host a turmoil host;
-    /// needed for [[fault]] actions). Default: the scenario's.
+    /// needed for `[[fault]]` actions). Default: the scenario's.
     #[arg(long, value_parser = ["loopback", "turmoil"])]
     backend: Option<String>,
     /// Override any scenario field, e.g. link.loss_p=0.01 or peer.0.count=50; KEY+=VALUE
@@ -388,7 +388,7 @@ fn from_crash(input: PathBuf, target: &str, out: Option<PathBuf>, no_regression:
         (Some(policy), Some(out)) => {
             match sim::fuzz::write_crash_scenario(&data, policy, target, &input, &out) {
                 Ok(()) => Some(out),
-                Err(e) => return fail(e),
+                Err(e) => return fail(format!("{}: {e}", input.display())),
             }
         }
         (Some(_), None) => return fail("--out FILE: where to write the scenario"),

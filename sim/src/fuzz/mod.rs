@@ -4,8 +4,8 @@
 //! - [`scenario()`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
 //! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
 //!   must find (it proves the search reaches FIN-before-drain).
-//! - [`ingress`]: raw and mutated packets into the device; it must not panic.
-//! - [`wiring_ops`]: arbitrary Wiring API call sequences against a live peer; the application
+//! - `ingress`: raw and mutated packets into the device; it must not panic.
+//! - `wiring_ops`: arbitrary Wiring API call sequences against a live peer; the application
 //!   may only ever read a prefix of what the peer sent.
 //! - [`scenario_file`]: arbitrary text into the scenario parser; errors, never panics.
 
@@ -192,15 +192,53 @@ pub fn run_scenario(data: &[u8], policy: &str) -> ScenarioOutcome {
     }
 }
 
-/// The scenario file a `scenario`/`scenario_legacy` input stands for, as TOML, or why not.
-pub fn input_to_toml(data: &[u8], policy: &str) -> Result<String, String> {
-    if data.len() < MIN_SCENARIO_INPUT {
-        return Err(format!(
-            "input has {} bytes; scenarios need {MIN_SCENARIO_INPUT}",
-            data.len()
-        ));
+/// Why a fuzz input is not a scenario, or could not be kept.
+#[derive(Debug)]
+pub enum CrashError {
+    /// Shorter than [`MIN_SCENARIO_INPUT`].
+    TooShort(usize),
+    /// `arbitrary` could not decode it.
+    Undecodable(arbitrary::Error),
+    /// Reading or writing a file failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for CrashError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrashError::TooShort(n) => {
+                write!(
+                    f,
+                    "input has {n} bytes; scenarios need {MIN_SCENARIO_INPUT}"
+                )
+            }
+            CrashError::Undecodable(e) => write!(f, "input does not decode: {e}"),
+            CrashError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+        }
     }
-    let input = FuzzScenario::arbitrary(&mut Unstructured::new(data)).map_err(|e| e.to_string())?;
+}
+
+impl std::error::Error for CrashError {}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CrashError + '_ {
+    move |error| CrashError::Io {
+        path: path.into(),
+        error,
+    }
+}
+
+/// The scenario file a `scenario`/`scenario_legacy` input stands for, as TOML, or why not.
+pub fn input_to_toml(data: &[u8], policy: &str) -> Result<String, CrashError> {
+    if data.len() < MIN_SCENARIO_INPUT {
+        return Err(CrashError::TooShort(data.len()));
+    }
+    let input =
+        FuzzScenario::arbitrary(&mut Unstructured::new(data)).map_err(CrashError::Undecodable)?;
     Ok(input.to_scenario(policy).to_toml())
 }
 
@@ -354,15 +392,17 @@ impl CrashTarget {
     }
 
     /// Copies `input` into this target's folder under `root`; returns where it went.
-    pub fn keep(self, input: &Path, root: &Path) -> Result<PathBuf, String> {
+    pub fn keep(self, input: &Path, root: &Path) -> Result<PathBuf, CrashError> {
         let dir = root.join(self.folder());
-        let name = input
-            .file_name()
-            .ok_or_else(|| format!("{}: not a file", input.display()))?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let name = input.file_name().ok_or_else(|| {
+            io(input)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file",
+            ))
+        })?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let to = dir.join(name);
-        std::fs::copy(input, &to).map_err(|e| format!("cannot copy to {}: {e}", to.display()))?;
+        std::fs::copy(input, &to).map_err(io(&to))?;
         Ok(to)
     }
 }
@@ -374,8 +414,8 @@ pub fn write_crash_scenario(
     target: CrashTarget,
     input: &Path,
     out: &Path,
-) -> Result<(), String> {
-    let toml = input_to_toml(data, policy).map_err(|e| format!("{}: {e}", input.display()))?;
+) -> Result<(), CrashError> {
+    let toml = input_to_toml(data, policy)?;
     let header = format!(
         "# From fuzz target `{}`, input {}.\n# Replay: fwsim run {}\n",
         target.name(),
@@ -383,8 +423,7 @@ pub fn write_crash_scenario(
         out.display()
     );
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    std::fs::write(out, header + &toml).map_err(|e| format!("cannot write {}: {e}", out.display()))
+    std::fs::write(out, header + &toml).map_err(io(out))
 }

@@ -185,12 +185,12 @@ impl PeerLedger {
 
     /// Takes one event the peer emitted at `at`. Events for a port no connection was opened
     /// on, or an `Opened` of an unknown workload, are errors.
-    pub fn apply(&mut self, at: Instant, event: &PeerEvent) -> Result<(), String> {
+    pub fn apply(&mut self, at: Instant, event: &PeerEvent) -> Result<(), LedgerError> {
         if let PeerEvent::Opened { port, workload } = *event {
             let payload = self
                 .payloads
                 .get(workload)
-                .ok_or_else(|| format!("{event:?}: no workload {workload}"))?
+                .ok_or(LedgerError::UnknownWorkload(workload))?
                 .clone();
             self.by_port.insert(port, self.records.len());
             self.records
@@ -201,7 +201,7 @@ impl PeerLedger {
             .by_port
             .get(&event.port())
             .and_then(|&i| self.records.get_mut(i))
-            .ok_or_else(|| format!("{event:?}: no connection opened on that port"))?;
+            .ok_or(LedgerError::UnknownPort(event.port()))?;
         match *event {
             PeerEvent::Opened { .. } => {}
             PeerEvent::Established { .. } => r.established = true,
@@ -228,3 +228,23 @@ impl PeerLedger {
         self.by_port.get(&port).copied()
     }
 }
+
+/// An event the ledger cannot place (a harness bug, or a trace from another run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerError {
+    /// `Opened` names a workload the run does not have.
+    UnknownWorkload(usize),
+    /// An event of a port no connection was opened on.
+    UnknownPort(u16),
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::UnknownWorkload(w) => write!(f, "a connection of unknown workload {w}"),
+            LedgerError::UnknownPort(p) => write!(f, "an event of port {p}, never opened"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}

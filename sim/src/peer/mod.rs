@@ -17,9 +17,12 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-pub use ledger::{PeerConnRecord, PeerEvent, PeerLedger};
+pub use ledger::{LedgerError, PeerConnRecord, PeerEvent, PeerLedger};
 use schedule::{after_ms, after_us, Schedule};
-pub use workload::{fill_counting, parse_hex, workload_payloads, Payload, ProgramKind, Workload};
+pub use workload::{
+    fill_counting, parse_hex, workload_payloads, HexError, Payload, PayloadError, ProgramKind,
+    Workload,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -100,7 +103,7 @@ impl PeerHost {
         device_port: u16,
         stack_seed: u64,
         program_seed: u64,
-    ) -> Result<PeerHost, String> {
+    ) -> Result<PeerHost, PayloadError> {
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = stack_seed;
         let mut iface = Interface::new(config, phy, Instant::ZERO);
@@ -511,8 +514,8 @@ mod tests {
             parse_hex("aa05 fe93").unwrap(),
             vec![0xaa, 0x05, 0xfe, 0x93]
         );
-        assert!(parse_hex("abc").unwrap_err().contains("odd"));
-        assert!(parse_hex("zz").unwrap_err().contains("zz"));
+        assert_eq!(parse_hex("abc"), Err(HexError::OddDigits));
+        assert!(parse_hex("zz").unwrap_err().to_string().contains("zz"));
     }
 
     #[test]

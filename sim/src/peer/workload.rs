@@ -197,17 +197,61 @@ fn first_counting_mismatch(offset: u64, data: &[u8]) -> Option<usize> {
     None
 }
 
+/// Why a hex payload does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HexError {
+    /// An odd number of hex digits.
+    OddDigits,
+    /// Two characters that are not a hex byte.
+    NotHex(String),
+}
+
+impl std::fmt::Display for HexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HexError::OddDigits => f.write_str("odd number of hex digits"),
+            HexError::NotHex(pair) => write!(f, "`{pair}` is not a hex byte"),
+        }
+    }
+}
+
+impl std::error::Error for HexError {}
+
+/// A workload whose payload does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadError {
+    /// `peer[workload].payload_hex` is not hex.
+    Hex {
+        /// The workload's index.
+        workload: usize,
+        /// Why.
+        error: HexError,
+    },
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::Hex { workload, error } => {
+                write!(f, "peer[{workload}].payload_hex: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PayloadError {}
+
 /// Parses hex with optional whitespace.
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if !digits.len().is_multiple_of(2) {
-        return Err("odd number of hex digits".into());
+        return Err(HexError::OddDigits);
     }
     digits
         .chunks(2)
         .map(|pair| {
-            let s = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
+            let s = String::from_utf8_lossy(pair);
+            u8::from_str_radix(&s, 16).map_err(|_| HexError::NotHex(s.into_owned()))
         })
         .collect()
 }
@@ -216,7 +260,7 @@ impl Workload {
     /// The rules between fields that single ranges cannot say: `(field, why)` when broken.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.kind != ProgramKind::Stream {
-            parse_hex(&self.payload_hex).map_err(|e| ("payload_hex", e))?;
+            parse_hex(&self.payload_hex).map_err(|e| ("payload_hex", e.to_string()))?;
         }
         if self.start_delay_min_us > self.start_delay_max_us {
             return Err((
@@ -235,13 +279,18 @@ impl Workload {
 }
 
 /// The payload each workload's connections send (hex parsed once per workload).
-pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, String> {
+pub fn workload_payloads(workloads: &[Workload]) -> Result<Vec<Payload>, PayloadError> {
     workloads
         .iter()
-        .map(|w| {
+        .enumerate()
+        .map(|(workload, w)| {
             Ok(match w.kind {
                 ProgramKind::Stream => Payload::Counting(w.stream_bytes),
-                _ => Payload::Bytes(parse_hex(&w.payload_hex)?.into()),
+                _ => Payload::Bytes(
+                    parse_hex(&w.payload_hex)
+                        .map_err(|error| PayloadError::Hex { workload, error })?
+                        .into(),
+                ),
             })
         })
         .collect()

@@ -439,7 +439,7 @@ impl Scenario {
             return bad("device", e.to_string());
         }
         if let Err(e) = parse_hex(&self.device.pattern_hex) {
-            return bad("device.pattern_hex", e);
+            return bad("device.pattern_hex", e.to_string());
         }
         for (name, p) in [
             ("uplink", &self.link.uplink),
