@@ -233,9 +233,10 @@ impl Oracle {
 
 /// One connection's verdict from both sides' evidence.
 fn verdict(p: &PeerConnRecord, device: &DeviceSide) -> Verdict {
-    // A reset that cut the transfer short is the peer's news, even if everything acknowledged
-    // until then was read (a stream cut by a device crash).
-    let cut_by_reset = p.reset_seen && p.bytes_acked < p.payload.len();
+    // A reset that cut the transfer short (the application did not get the whole payload) is
+    // the peer's news, even if everything acknowledged until then was read (a stream cut by a
+    // device crash). A reset after the application had it all leaves it delivered.
+    let cut_by_reset = p.reset_seen && device.bytes_read < p.payload.len();
     if !p.established {
         if p.connect_failed {
             Verdict::RefusedVisibly
@@ -446,6 +447,15 @@ mod tests {
         peer(&mut o, 1, true, 2, &[PeerEvent::ResetSeen { port: 1 }]);
         read(&mut o, 1, b"ab");
         assert_eq!(o.judge()[0].verdict, Verdict::RefusedVisibly);
+    }
+
+    /// A reset after the application read the whole payload leaves it delivered.
+    #[test]
+    fn a_reset_after_everything_was_read_is_delivered() {
+        let mut o = oracle();
+        peer(&mut o, 1, true, 0, &[PeerEvent::ResetSeen { port: 1 }]);
+        read(&mut o, 1, b"abcd");
+        assert_eq!(o.judge()[0].verdict, Verdict::Delivered);
     }
 
     /// A port reused by a later connection starts a new record; the device side follows it.
