@@ -16,26 +16,27 @@
 
 pub mod backend;
 mod builder;
-pub mod capture;
+mod capture;
 mod error;
 pub mod fuzz;
-pub mod inject;
+mod inject;
 pub mod link;
 mod node;
-pub mod observer;
+mod observer;
 pub mod oracle;
 pub mod peer;
 mod phy;
 pub mod report;
 pub mod run;
 pub mod scenario;
-pub mod seed;
+mod seed;
 pub mod sweep;
 mod trace;
 
 pub use builder::{seeds_from_env, Sim, SweepReport};
 pub use error::Error;
 pub use node::DEVICE_ADDR;
+pub use observer::{Observed, ObservedEvent};
 pub use oracle::{Summary, Verdict};
 pub use run::{AppFactory, Outcome, RunError, RunOptions, RunReport};
 pub use scenario::{Scenario, ScenarioError, Set, SetFlag};

@@ -67,7 +67,7 @@ pub struct Scenario {
     /// Timed network faults (`[[fault]]`, turmoil backend).
     #[serde(default)]
     pub fault: Vec<Fault>,
-    /// Named timing situations applied when the run starts (see [`crate::inject`]).
+    /// Named timing situations applied when the run starts (see [`Injector::apply`]).
     #[serde(default)]
     pub inject: Vec<Injector>,
 }
@@ -179,7 +179,7 @@ pub enum StallTrigger {
     Rst,
 }
 
-/// A named timing situation (see [`crate::inject`] for what each arranges).
+/// A named timing situation (see [`Injector::apply`] for what each arranges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Injector {
