@@ -6,6 +6,8 @@
 //!    smoltcp two-interface transfer of the same bytes with the same buffer sizes
 //!    (goal: at least 0.5x the baseline's throughput).
 //!
+//! 3. a sweep on two threads against one (goal: at least 1.8x on two cores).
+//!
 //! Run: `cargo bench -p sim --bench sim_speed` (FWSIM_BENCH_REPS=N for more repetitions).
 
 use std::collections::VecDeque;
@@ -234,4 +236,38 @@ fn main() {
             median(&mut drain),
         );
     }
+
+    // 3. Parallel sweeps: the same sweep on 1 and on 2 threads, interleaved (goal: >= 1.8x).
+    sweep_threads(reps.min(5));
+}
+
+/// The forum sweep (both policies, 24 seeds) on one thread against two, in the same run.
+fn sweep_threads(reps: usize) {
+    let spec = sim::sweep::SweepSpec {
+        scenario: scenario_path("forum"),
+        seeds: (1..=24).collect(),
+        policies: vec!["legacy".into(), "fixed".into()],
+        presets: Vec::new(),
+        vary: None,
+        sets: Vec::new(),
+    };
+    let sweep = sim::sweep::Sweep::plan(spec).expect("forum sweep");
+    let mut ratios = Vec::new();
+    for _ in 0..reps.max(1) {
+        let one = median_secs(1, || {
+            sweep.run(None, 1, |_, _| {}).expect("sweep");
+        });
+        let two = median_secs(1, || {
+            sweep.run(None, 2, |_, _| {}).expect("sweep");
+        });
+        ratios.push(one / two);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sweep/threads: {} runs, 2 threads {:.2}x faster than 1 (median of {}; {cores} cores here; goal >= 1.8x on 2 cores)",
+        sweep.jobs(),
+        ratios[ratios.len() / 2],
+        ratios.len()
+    );
 }

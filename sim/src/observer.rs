@@ -106,6 +106,10 @@ impl Observer {
                 self.trace
                     .record_count(now, "peer sent", port, bytes as u64)
             }
+            // As frequent as data: hashed as numbers, formatted only when read.
+            PeerEvent::Acked { port, bytes } => {
+                self.trace.record_count(now, "peer acked", port, bytes)
+            }
             ref e => self
                 .trace
                 .record(now, "peer", Some(e.port()), format_args!("{e:?}")),

@@ -342,3 +342,40 @@ fn the_sweep_table_keeps_its_columns_with_vary() {
     let col = lines[0].find("device.loop_period_us").unwrap() + "device.loop_period_us".len();
     assert!(lines[4][..col].ends_with("100000"), "{t}");
 }
+
+#[test]
+fn sweeps_give_the_same_cells_on_any_threads_and_shards() {
+    let forum = scenario("forum");
+    let sweep = |extra: &[&str]| {
+        let mut a = vec!["sweep", &forum, "--seeds", "6", "--set", "peer.0.count=4"];
+        a.extend(extra);
+        let o = fwsim(&a);
+        assert_eq!(status(&o), 1, "legacy loses: {}", text(&o));
+        o.stdout
+    };
+    let one = sweep(&["--json", "--jobs", "1"]);
+    assert_eq!(one, sweep(&["--json", "--jobs", "2"]));
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = (1..=3)
+        .map(|k| {
+            dir.path()
+                .join(format!("shard-{k}.json"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    for (k, file) in files.iter().enumerate() {
+        let shard = format!("{}/3", k + 1);
+        let mut a = vec!["sweep", &forum, "--seeds", "6", "--set", "peer.0.count=4"];
+        a.extend(["--shard", &shard, "--out", file]);
+        let o = fwsim(&a);
+        assert_eq!(status(&o), 0, "{}", text(&o));
+    }
+    let mut merge = vec!["merge", "--json"];
+    merge.extend(files.iter().map(String::as_str));
+    let o = fwsim(&merge);
+    assert_eq!(status(&o), 1, "{}", text(&o));
+    assert_eq!(o.stdout, one, "the merged shards are the whole sweep");
+    assert_error(&["merge", &files[0], &files[1]], &["shard 3/3 is missing"]);
+    assert_error(&["merge", &files[0], &files[0], &files[1]], &["twice"]);
+}

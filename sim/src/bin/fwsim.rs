@@ -87,6 +87,14 @@ enum Command {
     ///       --vary device.loop_period_us=250,500,1000,2000,5000
     #[command(verbatim_doc_comment)]
     Sweep(SweepArgs),
+    /// Merge the shard files of one sweep into the table (or JSON) the whole sweep gives.
+    ///
+    /// Example (two machines, then one merge):
+    ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 1/2 --out shard-1.json
+    ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 2/2 --out shard-2.json
+    ///   fwsim merge shard-1.json shard-2.json
+    #[command(verbatim_doc_comment)]
+    Merge(MergeArgs),
     /// Keep a fuzz crash: the input becomes a regression that `cargo test` replays (it passes
     /// once the bug is fixed); for the scenario targets, also a scenario file, which is run.
     ///
@@ -173,6 +181,30 @@ struct SweepArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Threads that run the seeds. Default: every core. The output is the same for any count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    jobs: Option<usize>,
+    /// Run only shard K of N (runs K-1, K-1+N, ...) and write its results to --out, for
+    /// `fwsim merge`: split one sweep across machines.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Where a shard writes its results (with --shard).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `fwsim merge`.
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard files of one sweep (`fwsim sweep ... --shard K/N --out FILE`), all N of them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Draw loss against the --vary values to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A usage or input error: printed, exit 2.
@@ -241,15 +273,10 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(report_.outcome().exit_code())
 }
 
-fn sweep(args: SweepArgs) -> ExitCode {
-    let seeds = match sim::sweep::parse_seeds(&args.seeds) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let sets = match args.changes.sets() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+/// The sweep `args` describe.
+fn sweep_spec(args: &SweepArgs) -> Result<sim::sweep::SweepSpec, String> {
+    let seeds = sim::sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
+    let sets = args.changes.sets()?;
     let policies: Vec<String> = match args.policy.as_str() {
         "both" => vec!["legacy".into(), "fixed".into()],
         p => vec![p.into()],
@@ -264,24 +291,21 @@ fn sweep(args: SweepArgs) -> ExitCode {
             k.trim().to_string(),
             vs.split(',').map(|x| x.trim().to_string()).collect(),
         )),
-        Some((v, _)) => return fail(format!("--vary {v:?}: expected KEY=V1,V2,...")),
+        Some((v, _)) => return Err(format!("--vary {v:?}: expected KEY=V1,V2,...")),
         None => None,
     };
-    if args.plot.is_some() && vary.is_none() {
-        return fail("--plot draws loss against --vary values: give --vary too");
-    }
-    if let Some(plot) = &args.plot {
-        if let Err(e) = create(plot) {
-            return fail(e);
-        }
-    }
-    let spec = sim::sweep::SweepSpec {
+    Ok(sim::sweep::SweepSpec {
+        scenario: args.scenario.clone(),
         seeds,
         policies,
         presets,
         vary,
         sets,
-    };
+    })
+}
+
+/// A progress bar for `fwsim sweep`.
+fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -289,26 +313,126 @@ fn sweep(args: SweepArgs) -> ExitCode {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let result = sim::sweep::run_sweep(&args.scenario, &spec, |done, total| {
+    bar
+}
+
+fn sweep(args: SweepArgs) -> ExitCode {
+    let spec = match sweep_spec(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if args.plot.is_some() && spec.vary.is_none() {
+        return fail("--plot draws loss against --vary values: give --vary too");
+    }
+    for out in [&args.plot, &args.out].into_iter().flatten() {
+        if let Err(e) = create(out) {
+            return fail(e);
+        }
+    }
+    let shard = match args.shard.as_deref().map(sim::sweep::Shard::parse) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return fail(e),
+        None => None,
+    };
+    if shard.is_some() != args.out.is_some() {
+        return fail("--shard K/N and --out FILE go together");
+    }
+    let threads = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let sweep = match sim::sweep::Sweep::plan(spec.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let bar = progress_bar();
+    let results = sweep.run(shard, threads, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    let cells = match result {
-        Ok(c) => c,
+    let results = match results {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if args.json {
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        let file = sim::sweep::ShardFile {
+            spec,
+            jobs: sweep.jobs(),
+            shard,
+            results,
+        };
+        return write_shard(&file, out);
+    }
+    let cells = sim::sweep::fold(&spec, results);
+    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+}
+
+/// Writes a shard's results for `fwsim merge`.
+fn write_shard(file: &sim::sweep::ShardFile, out: &Path) -> ExitCode {
+    let text = match serde_json::to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = std::fs::write(out, text) {
+        return fail(format!("cannot write {}: {e}", out.display()));
+    }
+    eprintln!(
+        "shard {}/{}: {} runs written to {}; merge all shards with `fwsim merge`",
+        file.shard.index,
+        file.shard.of,
+        file.results.len(),
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn merge(args: MergeArgs) -> ExitCode {
+    let mut files = Vec::new();
+    for path in &args.files {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(f) => files.push(f),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        }
+    }
+    let (spec, cells) = match sim::sweep::merge(files) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    if let Some(plot) = &args.plot {
+        if let Err(e) = create(plot) {
+            return fail(e);
+        }
+    }
+    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+}
+
+/// Prints a sweep's cells (table or JSON), draws the plot, and gives the exit status.
+fn report_cells(
+    cells: &[sim::sweep::Cell],
+    spec: &sim::sweep::SweepSpec,
+    json: bool,
+    plot: Option<&Path>,
+) -> ExitCode {
+    if json {
         let rows: Vec<serde_json::Value> = cells
             .iter()
-            .map(|c| serde_json::json!({ "cell": c, "loss_fraction": c.loss_fraction() }))
+            .map(|c| {
+                serde_json::json!({
+                    "cell": c,
+                    "loss_fraction": c.loss_fraction(),
+                    "loss_ci95_wilson": c.loss_interval(),
+                })
+            })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
     } else {
-        print!("{}", sweep_table(&cells, &spec));
+        print!("{}", sweep_table(cells, spec));
     }
-    if let (Some(out), Some((key, _))) = (&args.plot, &spec.vary) {
-        if let Err(e) = sim::sweep::plot_svg(&cells, key, out) {
+    if let (Some(out), Some((key, _))) = (plot, &spec.vary) {
+        if let Err(e) = sim::sweep::plot_svg(cells, key, out) {
             return fail(format!("plot: {e}"));
         }
         eprintln!("plot written to {}", out.display());
@@ -337,22 +461,24 @@ fn sweep_table(cells: &[sim::sweep::Cell], spec: &sim::sweep::SweepSpec) -> Stri
     }
     let _ = writeln!(
         out,
-        " {:>6} {:>10} {:>7} {:>10} {:>8}",
-        "runs", "runs lost", "conns", "lost conns", "loss %"
+        " {:>6} {:>10} {:>7} {:>10} {:>8} {:>17}",
+        "runs", "runs lost", "conns", "lost conns", "loss %", "95% CI (Wilson)"
     );
     for c in cells {
         let _ = write!(out, "{:>7} {:>10}", name(&c.policy), name(&c.preset));
         if key.is_some() {
             let _ = write!(out, " {:>key_width$}", name(&c.value));
         }
+        let (lo, hi) = c.loss_interval();
         let _ = writeln!(
             out,
-            " {:>6} {:>10} {:>7} {:>10} {:>8.2}",
+            " {:>6} {:>10} {:>7} {:>10} {:>8.2} {:>17}",
             c.runs,
             c.runs_with_loss,
             c.connections,
             c.violations,
-            c.loss_fraction() * 100.0
+            c.loss_fraction() * 100.0,
+            format!("{:.1}-{:.1}", lo * 100.0, hi * 100.0)
         );
     }
     for c in cells.iter().filter(|c| !c.failing_seeds.is_empty()) {
@@ -435,6 +561,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Sweep(args) => sweep(args),
+        Command::Merge(args) => merge(args),
         Command::FromCrash {
             input,
             target,

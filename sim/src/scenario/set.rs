@@ -7,7 +7,8 @@ use std::fmt;
 use super::ScenarioError;
 
 /// The flag a change came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SetFlag {
     /// `--set KEY=VALUE` (`KEY+=VALUE` appends to a list).
     Set,
@@ -24,7 +25,7 @@ pub enum SetFlag {
 }
 
 /// One change to a scenario.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Set {
     /// Where it came from.
     pub flag: SetFlag,
