@@ -20,7 +20,10 @@ fn scenario(name: &str, sets: &[&str]) -> Scenario {
         Set::flag(SetFlag::Policy, "fixed"),
         Set::flag(SetFlag::Preset, "ideal"),
     ];
-    all.extend(sets.iter().map(|s| Set::parse(SetFlag::Set, s).expect("set")));
+    all.extend(
+        sets.iter()
+            .map(|s| Set::parse(SetFlag::Set, s).expect("set")),
+    );
     sim::scenario::load(&path, &all).expect("scenario")
 }
 
@@ -81,7 +84,11 @@ fn connections() {
     for n in [1u64, 8, 64, 512, 4096] {
         let s = scenario(
             "forum",
-            &[&format!("peer.0.count={n}"), "peer.0.interval_ms=50", "peer.0.interval_jitter_ms=0"],
+            &[
+                &format!("peer.0.count={n}"),
+                "peer.0.interval_ms=50",
+                "peer.0.interval_jitter_ms=0",
+            ],
         );
         let reps = (4096 / n).clamp(1, 50);
         let wall: f64 = (0..reps).map(|_| timed(&s).0).sum::<f64>() / reps as f64;
@@ -96,7 +103,11 @@ fn streams() {
         let bytes = kib * 1024;
         let s = scenario(
             "stream",
-            &[&format!("peer.0.stream_bytes={bytes}"), "peer.0.hold_ms=0", "drain_ms=0"],
+            &[
+                &format!("peer.0.stream_bytes={bytes}"),
+                "peer.0.hold_ms=0",
+                "drain_ms=0",
+            ],
         );
         let reps = (10240 / kib).clamp(1, 20);
         let wall: f64 = (0..reps).map(|_| timed(&s).0).sum::<f64>() / reps as f64;
