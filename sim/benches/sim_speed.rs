@@ -149,25 +149,30 @@ fn main() {
             let mut turmoil_config = config.clone();
             turmoil_config.backend = scenario::Backend::Turmoil;
             turmoil_config.turmoil_tick_us = tick_us;
-            let mut pairs: Vec<(f64, f64)> = (0..reps.min(5))
+            let mut sim_us = 0;
+            let mut triples: Vec<(f64, f64, f64)> = (0..reps.min(5))
                 .map(|_| {
                     let lo = median_secs(1, || {
                         sim::run(&config, RunOptions::default()).expect("run");
                     });
                     let tu = median_secs(1, || {
-                        sim::run(&turmoil_config, RunOptions::default()).expect("run");
+                        let r = sim::run(&turmoil_config, RunOptions::default()).expect("run");
+                        sim_us = r.sim_time_us;
                     });
-                    (lo, tu)
+                    let bare = median_secs(1, || bare_turmoil(tick_us, sim_us));
+                    (lo, tu, bare)
                 })
                 .collect();
-            pairs.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
-            let (lo, tu) = pairs[pairs.len() / 2];
+            triples.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+            let (lo, tu, bare) = triples[triples.len() / 2];
             println!(
-                "forum/{policy:6} turmoil backend, tick {tick_us:>5} us{}: {:.1} ms vs loopback {:.2} ms -> {:.1}x the loopback wall time (goal <= 5x)",
+                "forum/{policy:6} turmoil backend, tick {tick_us:>5} us{}: {:.1} ms vs loopback {:.2} ms -> {:.1}x the loopback wall time; {:.2}x a bare turmoil sim of two idle hosts over the same {:.1} s (goal <= 1.5x)",
                 if tick_us == config.turmoil_tick_us { " (default)" } else { "" },
                 tu * 1e3,
                 lo * 1e3,
-                tu / lo
+                tu / lo,
+                tu / bare,
+                sim_us as f64 / 1e6
             );
         }
     }
@@ -239,6 +244,26 @@ fn main() {
 
     // 3. Parallel sweeps: the same sweep on 1 and on 2 threads, interleaved (goal: >= 1.8x).
     sweep_threads(reps.min(5));
+}
+
+/// A bare turmoil simulation: two hosts that only sleep, stepped at `tick_us` over `sim_us`
+/// of simulated time: turmoil's own cost, the floor of the turmoil backend.
+fn bare_turmoil(tick_us: u64, sim_us: i64) {
+    let mut sim = turmoil::Builder::new()
+        .tick_duration(std::time::Duration::from_micros(tick_us))
+        .simulation_duration(std::time::Duration::from_secs(3600))
+        .build();
+    for name in ["a", "b"] {
+        sim.host(name, || async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
+    let steps = (sim_us.max(0) as u64) / tick_us.max(1);
+    for _ in 0..steps {
+        sim.step().expect("bare turmoil step");
+    }
 }
 
 /// The forum sweep (both policies, 24 seeds) on one thread against two, in the same run.
