@@ -425,7 +425,11 @@ impl RunCore {
             trace_events: trace.events(),
             trace_lines: trace.kept_lines(),
             events: self.observer.kept.take(),
-            sim_time_us: now.total_micros(),
+            // A timed-out run noticed the limit at its next event, which may lie far beyond it.
+            sim_time_us: match stop {
+                Stop::TimedOut => now.min(self.end).total_micros(),
+                Stop::Done => now.total_micros(),
+            },
             uplink,
             downlink,
             timed_out: stop == Stop::TimedOut,
