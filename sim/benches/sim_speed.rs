@@ -1,7 +1,8 @@
 //! Speed of the simulator, as ratios measured in this run (no absolute targets, no timed tests):
 //!
 //! 1. forum scenario: simulated time / wall time (goal: at least 1000x); the turmoil backend's
-//!    wall time against the loopback backend's (goal: within 5x).
+//!    wall time against the loopback backend's, and against a bare turmoil simulation of two
+//!    idle hosts stepped at the same tick over the same simulated time (goal: within 1.5x).
 //! 2. 10 MiB stream through the whole simulator (link model, oracle; tracing off) against a bare
 //!    smoltcp two-interface transfer of the same bytes with the same buffer sizes
 //!    (goal: at least 0.5x the baseline's throughput).
@@ -116,7 +117,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(9);
 
-    // 1. Forum scenario speed.
+    forum_speed(reps);
+    turmoil_speed(reps);
+    stream_speed(reps);
+    // 3. Parallel sweeps: the same sweep on 1 and on 2 threads, interleaved (goal: >= 1.8x).
+    sweep_threads(reps.min(5));
+}
+
+/// 1. Forum scenario speed: simulated time over wall time.
+fn forum_speed(reps: usize) {
     for policy in ["legacy", "fixed"] {
         let config = scenario::load(
             &scenario_path("forum"),
@@ -135,7 +144,11 @@ fn main() {
             sim_us as f64 / 1e6 / wall
         );
     }
+}
 
+/// 1b. The turmoil backend on the forum scenario, against the loopback backend and a bare
+/// turmoil simulation (interleaved).
+fn turmoil_speed(reps: usize) {
     // 1b. The turmoil backend on the forum scenario, against the loopback backend (interleaved).
     for policy in ["legacy", "fixed"] {
         let config = scenario::load(
@@ -176,7 +189,10 @@ fn main() {
             );
         }
     }
+}
 
+/// 2. The 10 MiB stream against bare smoltcp.
+fn stream_speed(reps: usize) {
     // 2. 10 MiB stream: simulator vs bare smoltcp, interleaved so machine noise hits both
     // (median of per-run ratios). Two baselines: the receiver reading 1024 bytes per step as
     // the multi-client firmware does (the same TCP work: same packets), and draining
@@ -241,9 +257,6 @@ fn main() {
             median(&mut drain),
         );
     }
-
-    // 3. Parallel sweeps: the same sweep on 1 and on 2 threads, interleaved (goal: >= 1.8x).
-    sweep_threads(reps.min(5));
 }
 
 /// A bare turmoil simulation: two hosts that only sleep, stepped at `tick_us` over `sim_us`
