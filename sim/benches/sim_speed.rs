@@ -149,7 +149,6 @@ fn forum_speed(reps: usize) {
 /// 1b. The turmoil backend on the forum scenario, against the loopback backend and a bare
 /// turmoil simulation (interleaved).
 fn turmoil_speed(reps: usize) {
-    // 1b. The turmoil backend on the forum scenario, against the loopback backend (interleaved).
     for policy in ["legacy", "fixed"] {
         let config = scenario::load(
             &scenario_path("forum"),
