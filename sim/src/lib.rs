@@ -31,6 +31,7 @@ pub mod run;
 pub mod scenario;
 mod seed;
 pub mod sweep;
+pub mod timeline;
 mod trace;
 
 pub use builder::{seeds_from_env, Sim, SweepReport};

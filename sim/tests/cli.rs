@@ -379,3 +379,57 @@ fn sweeps_give_the_same_cells_on_any_threads_and_shards() {
     assert_error(&["merge", &files[0], &files[1]], &["shard 3/3 is missing"]);
     assert_error(&["merge", &files[0], &files[0], &files[1]], &["twice"]);
 }
+
+/// The timeline is valid SVG with a row per connection; under legacy it marks freed unread
+/// bytes on the lost rows, and under fixed none.
+#[test]
+fn the_timeline_shows_why_a_connection_lost_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, loses) in [("legacy", true), ("fixed", false)] {
+        let svg = dir.path().join(format!("{policy}.svg"));
+        let svg_arg = svg.display().to_string();
+        let o = fwsim(&args(&forum_with(&[
+            "--policy",
+            policy,
+            "--set",
+            "peer.0.count=8",
+            "--timeline",
+            &svg_arg,
+        ])));
+        assert_eq!(status(&o), u8::from(loses) as i32, "{}", text(&o));
+        let xml = std::fs::read_to_string(&svg).unwrap();
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed SVG");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        for mark in ["SYN in", "data in", "FIN in", "accept", "FREED UNREAD"] {
+            assert!(texts.contains(&mark), "legend has {mark}");
+        }
+        let lost_rows = texts
+            .iter()
+            .filter(|t| t.ends_with("DATA SILENTLY LOST"))
+            .count();
+        assert_eq!(lost_rows > 0, loses, "{texts:?}");
+        // Freed bytes are drawn as rings in the freed colour; reads as cyan dots.
+        let rings = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "circle")
+            .filter(|n| {
+                n.attribute("stroke") == Some("#D62728") && n.attribute("fill") == Some("none")
+            })
+            .count();
+        assert_eq!(
+            rings > 1,
+            loses,
+            "a ring per lost row besides the legend's: {rings}"
+        );
+        let reads = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "circle" && n.attribute("fill") == Some("#17BECF"))
+            .count();
+        assert!(reads > 1 || loses, "fixed reads every connection: {reads}");
+    }
+}

@@ -143,6 +143,11 @@ struct RunArgs {
     /// Write the event trace (one line per event; its hash is `trace`) to this file.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Draw the run as a timeline to this SVG file: a row per connection (losses first), a mark
+    /// for SYN, handshake, data and FIN reaching the device, worker notices, accept, reads,
+    /// stop/close, RST and bytes freed unread.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
     /// Write the scenario as it ran (every default and change filled in) to this file:
     /// `fwsim run FILE` reruns it bit for bit, `--seed N` with another seed.
     #[arg(long, value_name = "FILE")]
@@ -234,8 +239,14 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let mut options = RunOptions {
         keep_trace: args.trace.is_some(),
+        keep_events: args.timeline.is_some(),
         ..RunOptions::default()
     };
+    if let Some(file) = &args.timeline {
+        if let Err(e) = create(file) {
+            return fail(e);
+        }
+    }
     if let Some(file) = &args.pcap {
         match create(file) {
             Ok(f) => options.pcap = Some(Box::new(BufWriter::new(f))),
@@ -264,6 +275,12 @@ fn run(args: RunArgs) -> ExitCode {
         if let Err(e) = std::fs::write(file, lines.join("\n") + "\n") {
             return fail(format!("cannot write {}: {e}", file.display()));
         }
+    }
+    if let (Some(file), Some(events)) = (&args.timeline, &report_.events) {
+        if let Err(e) = sim::timeline::timeline_svg(&report_, events, file) {
+            return fail(format!("timeline: {e}"));
+        }
+        eprintln!("timeline written to {}", file.display());
     }
     if args.json {
         println!("{}", report::json(&report_));
