@@ -137,6 +137,17 @@ impl Sim {
         self
     }
 
+    /// The same simulation (app, rules, replay) of another scenario: what shrinking tries.
+    pub(crate) fn with_scenario(&self, scenario: Scenario) -> Sim {
+        Sim {
+            base: Some(scenario.clone()),
+            scenario,
+            replay: self.replay.clone(),
+            app: self.app.clone(),
+            rules: self.rules,
+        }
+    }
+
     /// The scenario as it will run (every change applied, injectors not yet).
     pub fn scenario(&self) -> &Scenario {
         &self.scenario

@@ -30,6 +30,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 mod seed;
+pub mod shrink;
 pub mod sweep;
 pub mod timeline;
 mod trace;

@@ -433,3 +433,41 @@ fn the_timeline_shows_why_a_connection_lost_its_data() {
         assert!(reads > 1 || loses, "fixed reads every connection: {reads}");
     }
 }
+
+/// Shrinking the forum's legacy run leaves one connection that still loses its data.
+#[test]
+fn shrink_finds_one_connection_that_still_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("min.toml").display().to_string();
+    let o = fwsim(&[
+        "shrink",
+        &scenario("forum"),
+        "--policy",
+        "legacy",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(status(&o), 1, "{}", text(&o));
+    let shrunk: sim::Scenario = toml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(shrunk.peer.len(), 1);
+    assert_eq!(shrunk.peer[0].count, 1);
+    let o = fwsim(&["run", &out]);
+    assert_eq!(
+        status(&o),
+        1,
+        "the shrunk scenario still loses: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("DATA SILENTLY LOST"));
+    assert_error(
+        &[
+            "shrink",
+            &scenario("forum"),
+            "--policy",
+            "fixed",
+            "--out",
+            &out,
+        ],
+        &["nothing to shrink"],
+    );
+}

@@ -95,6 +95,13 @@ enum Command {
     ///   fwsim merge shard-1.json shard-2.json
     #[command(verbatim_doc_comment)]
     Merge(MergeArgs),
+    /// Shrink a failing run: the smallest scenario (fewer workloads, connections, bytes,
+    /// faults, injectors) in which a connection still fails the same way, with the same seed.
+    ///
+    /// Example:
+    ///   fwsim shrink scenarios/forum.toml --policy legacy --out forum-min.toml
+    #[command(verbatim_doc_comment)]
+    Shrink(ShrinkArgs),
     /// Keep a fuzz crash: the input becomes a regression that `cargo test` replays (it passes
     /// once the bug is fixed); for the scenario targets, also a scenario file, which is run.
     ///
@@ -121,9 +128,9 @@ enum Command {
     },
 }
 
-/// Arguments of `fwsim run`.
+/// Which run: the scenario, its seed and changes (`run` and `shrink`).
 #[derive(Args)]
-struct RunArgs {
+struct Which {
     /// Scenario file (TOML), e.g. scenarios/forum.toml.
     scenario: PathBuf,
     /// Seed of every random draw in the run (link, peers, device timing). Default: the file's.
@@ -137,6 +144,40 @@ struct RunArgs {
     preset: Option<String>,
     #[command(flatten)]
     changes: Changes,
+}
+
+impl Which {
+    /// The simulation these arguments name.
+    fn sim(&self) -> Result<Sim, String> {
+        let mut sets = self.changes.sets()?;
+        sets.extend(self.policy.iter().map(|p| Set::flag(SetFlag::Policy, p)));
+        sets.extend(self.preset.iter().map(|p| Set::flag(SetFlag::Preset, p)));
+        let sim = Sim::from_file_with(&self.scenario, &sets).map_err(|e| e.to_string())?;
+        Ok(match self.seed {
+            Some(seed) => sim.seed(seed),
+            None => sim,
+        })
+    }
+}
+
+/// Arguments of `fwsim shrink`.
+#[derive(Args)]
+struct ShrinkArgs {
+    #[command(flatten)]
+    which: Which,
+    /// Where to write the smallest scenario that still fails.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Give up after this many runs.
+    #[arg(long, default_value = "500")]
+    max_runs: u64,
+}
+
+/// Arguments of `fwsim run`.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    which: Which,
     /// Write every packet the device sent or received to this pcap file (raw IP).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -224,19 +265,10 @@ fn create(path: &Path) -> Result<File, String> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let mut sets = match args.changes.sets() {
+    let sim = match args.which.sim() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    sets.extend(args.policy.iter().map(|p| Set::flag(SetFlag::Policy, p)));
-    sets.extend(args.preset.iter().map(|p| Set::flag(SetFlag::Preset, p)));
-    let mut sim = match Sim::from_file_with(&args.scenario, &sets) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    if let Some(seed) = args.seed {
-        sim = sim.seed(seed);
-    }
     let mut options = RunOptions {
         keep_trace: args.trace.is_some(),
         keep_events: args.timeline.is_some(),
@@ -256,7 +288,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(file) = &args.save_scenario {
         let header = format!(
             "# Resolved from {} ({}); rerun: fwsim run {}\n",
-            args.scenario.display(),
+            args.which.scenario.display(),
             sim.replay(sim.scenario().seed),
             file.display()
         );
@@ -287,6 +319,45 @@ fn run(args: RunArgs) -> ExitCode {
     } else {
         print!("{}", report::human(&report_, args.all));
     }
+    ExitCode::from(report_.outcome().exit_code())
+}
+
+fn shrink(args: ShrinkArgs) -> ExitCode {
+    let sim = match args.which.sim() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = create(&args.out) {
+        return fail(e);
+    }
+    let shrunk = match sim::shrink::shrink(&sim, args.max_runs) {
+        Ok(Some(s)) => s,
+        Ok(None) => return fail("nothing to shrink: the run lost nothing silently"),
+        Err(e) => return fail(e),
+    };
+    let header =
+        format!(
+        "# Shrunk from {} ({} runs): still a connection {}.\n# Kept: {}.\n# Replay: fwsim run {}\n",
+        sim.replay(sim.scenario().seed),
+        shrunk.runs,
+        shrunk.verdict.label(),
+        if shrunk.steps.is_empty() { "nothing smaller".into() } else { shrunk.steps.join("; ") },
+        args.out.display()
+    );
+    if let Err(e) = std::fs::write(&args.out, header + &shrunk.scenario.to_toml()) {
+        return fail(format!("cannot write {}: {e}", args.out.display()));
+    }
+    eprintln!(
+        "shrunk in {} runs: {}",
+        shrunk.runs,
+        shrunk.steps.join("; ")
+    );
+    eprintln!("scenario written to {}", args.out.display());
+    let report_ = match Sim::from_file(&args.out).and_then(|s| s.run()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    print!("{}", report::human(&report_, true));
     ExitCode::from(report_.outcome().exit_code())
 }
 
@@ -579,6 +650,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Sweep(args) => sweep(args),
         Command::Merge(args) => merge(args),
+        Command::Shrink(args) => shrink(args),
         Command::FromCrash {
             input,
             target,
