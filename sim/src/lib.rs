@@ -18,6 +18,7 @@ pub mod backend;
 mod builder;
 mod capture;
 mod error;
+pub mod fit;
 pub mod fuzz;
 mod inject;
 pub mod link;

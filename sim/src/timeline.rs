@@ -176,25 +176,8 @@ pub fn timeline_svg(report: &RunReport, events: &[Observed], out: &Path) -> Resu
     })
 }
 
-/// The earliest time the (logarithmic) axis shows: marks before it are drawn at it.
-const FIRST_MS: f64 = 0.05;
-
-fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
-    let end_ms = rows
-        .iter()
-        .flat_map(|r| r.marks.iter().map(|m| m.1))
-        .max()
-        .unwrap_or(1000) as f64
-        / 1000.0;
-    // A connection's race takes microseconds to milliseconds, its end seconds: a log axis.
-    let x = |us: i64| (us as f64 / 1000.0).max(FIRST_MS);
-    // The first row at the top.
-    let y = |i: usize| (rows.len() - 1 - i) as f64;
-    let height = 120 + 22 * rows.len().max(1) as u32;
-    let root = SVGBackend::new(out, (1150, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    // The legend beside the chart, where it hides no mark.
-    let (root, legend) = root.split_horizontally(990);
+/// The marks' legend, in its own area beside the chart.
+fn draw_legend(legend: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String> {
     for (i, mark) in Mark::ALL.iter().enumerate() {
         let y = 50 + 20 * i as i32;
         let style = if *mark == Mark::FreedUnread {
@@ -209,38 +192,25 @@ fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
             .draw(&Text::new(mark.name(), (22, y - 7), ("sans-serif", 13)))
             .map_err(|e| e.to_string())?;
     }
-    let l = &report.label;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{} | {} | {} | seed {}: each connection from its opening",
-                l.scenario, l.policy, l.preset, report.seed
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(200)
-        .build_cartesian_2d(
-            (FIRST_MS..(end_ms * 1.5).max(1.0)).log_scale(),
-            -0.5f64..rows.len() as f64 - 0.5,
-        )
-        .map_err(|e| e.to_string())?;
-    let labels: Vec<String> = rows.iter().rev().map(|r| r.label.clone()).collect();
-    chart
-        .configure_mesh()
-        .x_desc("ms since the peer opened the connection (log scale)")
-        .y_labels(rows.len().max(1))
-        .y_label_formatter(&|y| {
-            let i = y.round();
-            (i >= 0.0 && (i - y).abs() < 0.01)
-                .then(|| labels.get(i as usize).cloned())
-                .flatten()
-                .unwrap_or_default()
-        })
-        .disable_y_mesh()
-        .draw()
-        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The chart of a timeline: log milliseconds against rows.
+type TimelineChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::combinators::LogCoord<f64>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+
+/// Each row's span and marks.
+fn draw_rows(chart: &mut TimelineChart<'_, '_>, rows: &[Row]) -> Result<(), String> {
+    // A connection's race takes microseconds to milliseconds, its end seconds: a log axis.
+    let x = |us: i64| (us as f64 / 1000.0).max(FIRST_MS);
+    // The first row at the top.
+    let y = |i: usize| (rows.len() - 1 - i) as f64;
     for (i, r) in rows.iter().enumerate() {
         let span: Vec<f64> = r.marks.iter().map(|m| x(m.1)).collect();
         if let (Some(a), Some(b)) = (
@@ -283,6 +253,58 @@ fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
             .draw_series(points.iter().map(|p| Circle::new(*p, size, style)))
             .map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// The earliest time the (logarithmic) axis shows: marks before it are drawn at it.
+const FIRST_MS: f64 = 0.05;
+
+fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
+    let end_ms = rows
+        .iter()
+        .flat_map(|r| r.marks.iter().map(|m| m.1))
+        .max()
+        .unwrap_or(1000) as f64
+        / 1000.0;
+    let height = 120 + 22 * rows.len().max(1) as u32;
+    let root = SVGBackend::new(out, (1150, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    // The legend beside the chart, where it hides no mark.
+    let (root, legend) = root.split_horizontally(990);
+    draw_legend(&legend)?;
+    let l = &report.label;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{} | {} | {} | seed {}: each connection from its opening",
+                l.scenario, l.policy, l.preset, report.seed
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(200)
+        .build_cartesian_2d(
+            (FIRST_MS..(end_ms * 1.5).max(1.0)).log_scale(),
+            -0.5f64..rows.len() as f64 - 0.5,
+        )
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<String> = rows.iter().rev().map(|r| r.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .x_desc("ms since the peer opened the connection (log scale)")
+        .y_labels(rows.len().max(1))
+        .y_label_formatter(&|y| {
+            let i = y.round();
+            (i >= 0.0 && (i - y).abs() < 0.01)
+                .then(|| labels.get(i as usize).cloned())
+                .flatten()
+                .unwrap_or_default()
+        })
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| e.to_string())?;
+    draw_rows(&mut chart, rows)?;
     root.present().map_err(|e| e.to_string())?;
     legend.present().map_err(|e| e.to_string())
 }

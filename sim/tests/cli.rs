@@ -471,3 +471,85 @@ fn shrink_finds_one_connection_that_still_loses() {
         &["nothing to shrink"],
     );
 }
+
+#[test]
+fn fit_finds_the_region_and_says_why_when_it_cannot() {
+    let forum = scenario("forum");
+    let fit = |extra: &[&str]| {
+        let mut a = vec!["fit", &forum, "--policy", "legacy", "--seeds", "8"];
+        a.extend(extra);
+        fwsim(&a)
+    };
+    let args = [
+        "--target",
+        "loss_fraction=0.40..0.50",
+        "--free",
+        "device.worker_delay_max_us=100..10000",
+        "--json",
+    ];
+    let o = fit(&args);
+    assert_eq!(status(&o), 0, "{}", text(&o));
+    assert_eq!(o.stdout, fit(&args).stdout, "deterministic");
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let chosen = &out["fit"]["chosen"];
+    let (lo, hi) = (
+        chosen["interval"][0].as_f64().unwrap(),
+        chosen["interval"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= 0.50 && hi >= 0.40, "{chosen}");
+    for (extra, needle) in [
+        (
+            vec![
+                "--target",
+                "loss_fraction=0.4..0.5",
+                "--free",
+                "device.bogus=1..2",
+            ],
+            "bogus",
+        ),
+        (
+            vec![
+                "--target",
+                "loss_fraction=0.4..0.5",
+                "--free",
+                "device.loop_period_us=9..3",
+            ],
+            "LO < HI",
+        ),
+        (
+            vec![
+                "--target",
+                "loss=0.4..0.5",
+                "--free",
+                "device.loop_period_us=100..900",
+            ],
+            "--target",
+        ),
+        (
+            vec![
+                "--target",
+                "loss_fraction=0.4..0.5",
+                "--free",
+                "device.app=1..2",
+            ],
+            "device.app",
+        ),
+        (
+            vec![
+                "--target",
+                "loss_fraction=0.99..1",
+                "--free",
+                "device.worker_delay_max_us=5000..10000",
+            ],
+            "no point",
+        ),
+    ] {
+        let o = fit(&extra);
+        assert_eq!(status(&o), 2, "{extra:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(needle),
+            "{extra:?} should mention {needle}: {}",
+            text(&o)
+        );
+    }
+}

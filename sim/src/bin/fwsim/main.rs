@@ -1,0 +1,353 @@
+//! `fwsim`: run firmware TCP scenarios in simulated time and report silent loss.
+
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sim::fuzz::CrashTarget;
+use sim::scenario::{Set, SetFlag};
+use sim::Sim;
+use tracing_subscriber::EnvFilter;
+
+mod crash;
+mod fit;
+mod run;
+mod sweep;
+
+/// Deterministic network simulator for embedded firmware TCP code.
+///
+/// fwsim runs a firmware TCP server (smoltcp plus a model of the vendor socket layer) against
+/// simulated peers over a seeded WLAN link model, and reports every connection whose
+/// acknowledged bytes never reached the application ("silent loss").
+///
+/// Exit status: 0 connections were tested and none was lost silently; 1 silent loss found;
+/// 2 usage or input error, or the run (or sweep) tested nothing: no connection reached a
+/// verdict. Set RUST_LOG=fwsim=debug for a trace of every event.
+#[derive(Parser)]
+#[command(
+    name = "fwsim",
+    version,
+    about = "Deterministic network simulator for embedded firmware TCP code.",
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Changes to the scenario, shared by `run` and `sweep`.
+#[derive(Args)]
+struct Changes {
+    /// loopback (both stacks in one event loop) or turmoil (each host a turmoil host;
+    /// needed for `[[fault]]` actions). Default: the scenario's.
+    #[arg(long, value_parser = ["loopback", "turmoil"])]
+    backend: Option<String>,
+    /// Override any scenario field, e.g. link.loss_p=0.01 or peer.0.count=50; KEY+=VALUE
+    /// appends to a list (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Add an injector, a named timing situation (repeatable; the README's "Injectors"
+    /// table says what each arranges).
+    #[arg(long = "inject", value_name = "NAME", value_parser = injector_names())]
+    injectors: Vec<String>,
+}
+
+impl Changes {
+    fn sets(&self) -> Result<Vec<Set>, String> {
+        let mut sets = Vec::new();
+        for s in &self.sets {
+            sets.push(Set::parse(SetFlag::Set, s).map_err(|e| e.to_string())?);
+        }
+        sets.extend(self.injectors.iter().map(|i| Set::flag(SetFlag::Inject, i)));
+        if let Some(b) = &self.backend {
+            sets.push(Set::flag(SetFlag::Backend, b));
+        }
+        Ok(sets)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario with one seed and report each connection.
+    ///
+    /// Examples:
+    ///   fwsim run scenarios/forum.toml
+    ///   fwsim run scenarios/forum.toml --policy fixed --preset wlan-bad --seed 7
+    ///   fwsim run scenarios/multi-client.toml --set device.worker_delay_max_us=2000 --json
+    ///   fwsim run scenarios/device-restart.toml --backend turmoil
+    ///   fwsim run scenarios/forum.toml --seed 3 --save-scenario forum-3.toml
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+    /// Run one scenario over many seeds (and presets, policies, values of one parameter) and
+    /// report how often connections are silently lost.
+    ///
+    /// Runs are seeded, so a sweep is as reproducible as a run. Every failing seed is listed
+    /// with the command that replays it.
+    ///
+    /// Examples:
+    ///   fwsim sweep scenarios/forum.toml --seeds 100 --policy both --preset all
+    ///   fwsim sweep scenarios/forum.toml --seeds 50 --plot loss.svg \
+    ///       --vary device.loop_period_us=250,500,1000,2000,5000
+    #[command(verbatim_doc_comment)]
+    Sweep(SweepArgs),
+    /// Merge the shard files of one sweep into the table (or JSON) the whole sweep gives.
+    ///
+    /// Example (two machines, then one merge):
+    ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 1/2 --out shard-1.json
+    ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 2/2 --out shard-2.json
+    ///   fwsim merge shard-1.json shard-2.json
+    #[command(verbatim_doc_comment)]
+    Merge(MergeArgs),
+    /// Fit one or two timing parameters no source pins down to a field figure: a grid of runs
+    /// over the parameters' ranges (every seed at each point), refined where the loss crosses
+    /// the target; prints the region whose 95% interval overlaps the target and the point
+    /// nearest its middle, with the command that reproduces it.
+    ///
+    /// Example:
+    ///   fwsim fit scenarios/forum.toml --policy legacy --target loss_fraction=0.40..0.50 \
+    ///       --free device.worker_delay_max_us=100..10000 --seeds 50 --plot fit.svg
+    #[command(verbatim_doc_comment)]
+    Fit(FitArgs),
+    /// Shrink a failing run: the smallest scenario (fewer workloads, connections, bytes,
+    /// faults, injectors) in which a connection still fails the same way, with the same seed.
+    ///
+    /// Example:
+    ///   fwsim shrink scenarios/forum.toml --policy legacy --out forum-min.toml
+    #[command(verbatim_doc_comment)]
+    Shrink(ShrinkArgs),
+    /// Keep a fuzz crash: the input becomes a regression that `cargo test` replays (it passes
+    /// once the bug is fixed); for the scenario targets, also a scenario file, which is run.
+    ///
+    /// scenario: copied to fuzz/regressions/scenario/; scenario_legacy (a crash there is the
+    /// field bug, found): copied to fuzz/bug-examples/scenario_legacy/, replayed as an example
+    /// that must lose under legacy and not under fixed; ingress, wiring_ops, scenario_file:
+    /// copied to fuzz/regressions/TARGET/.
+    ///
+    /// Example:
+    ///   fwsim from-crash fuzz/artifacts/scenario/crash-1a2b... --out scenarios/regressions/r1.toml
+    #[command(verbatim_doc_comment)]
+    FromCrash {
+        /// The input file libFuzzer wrote (crash-*, or any corpus file).
+        input: PathBuf,
+        /// The target that crashed.
+        #[arg(long, default_value = "scenario", value_parser = CrashTarget::NAMES)]
+        target: String,
+        /// Where to write the scenario file (scenario targets).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Do not copy the input into the repository.
+        #[arg(long)]
+        no_regression: bool,
+    },
+}
+
+/// Which run: the scenario, its seed and changes (`run` and `shrink`).
+#[derive(Args)]
+struct Which {
+    /// Scenario file (TOML), e.g. scenarios/forum.toml.
+    scenario: PathBuf,
+    /// Seed of every random draw in the run (link, peers, device timing). Default: the file's.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Socket rules of the device: legacy (Device OS 0.5.3) or fixed.
+    #[arg(long, value_parser = ["legacy", "fixed"])]
+    policy: Option<String>,
+    /// Link preset (ideal, wlan-good, wlan-busy, wlan-bad): the link starts over from it.
+    #[arg(long, value_parser = sim::link::LinkParams::PRESETS)]
+    preset: Option<String>,
+    #[command(flatten)]
+    changes: Changes,
+}
+
+impl Which {
+    /// The simulation these arguments name.
+    fn sim(&self) -> Result<Sim, String> {
+        let mut sets = self.changes.sets()?;
+        sets.extend(self.policy.iter().map(|p| Set::flag(SetFlag::Policy, p)));
+        sets.extend(self.preset.iter().map(|p| Set::flag(SetFlag::Preset, p)));
+        let sim = Sim::from_file_with(&self.scenario, &sets).map_err(|e| e.to_string())?;
+        Ok(match self.seed {
+            Some(seed) => sim.seed(seed),
+            None => sim,
+        })
+    }
+}
+
+/// Arguments of `fwsim shrink`.
+#[derive(Args)]
+struct ShrinkArgs {
+    #[command(flatten)]
+    which: Which,
+    /// Where to write the smallest scenario that still fails.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Give up after this many runs.
+    #[arg(long, default_value = "500")]
+    max_runs: u64,
+}
+
+/// Arguments of `fwsim run`.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    which: Which,
+    /// Write every packet the device sent or received to this pcap file (raw IP).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Write the event trace (one line per event; its hash is `trace`) to this file.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Draw the run as a timeline to this SVG file: a row per connection (losses first), a mark
+    /// for SYN, handshake, data and FIN reaching the device, worker notices, accept, reads,
+    /// stop/close, RST and bytes freed unread.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+    /// Write the scenario as it ran (every default and change filled in) to this file:
+    /// `fwsim run FILE` reruns it bit for bit, `--seed N` with another seed.
+    #[arg(long, value_name = "FILE")]
+    save_scenario: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Show every connection, not only losses and the first ten.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Arguments of `fwsim sweep`.
+#[derive(Args)]
+struct SweepArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// Seeds: N (1..=N), A..B, or a,b,c.
+    #[arg(long, default_value = "100")]
+    seeds: String,
+    /// legacy, fixed, or both.
+    #[arg(long, default_value = "both", value_parser = ["legacy", "fixed", "both"])]
+    policy: String,
+    /// A preset name, or `all` for ideal, wlan-good, wlan-busy and wlan-bad.
+    /// Default: the scenario's own link.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Vary one scenario field over values, e.g. device.loop_period_us=250,1000,5000.
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    vary: Option<String>,
+    #[command(flatten)]
+    changes: Changes,
+    /// Draw loss against the --vary values to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Threads that run the seeds. Default: every core. The output is the same for any count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    jobs: Option<usize>,
+    /// Run only shard K of N (runs K-1, K-1+N, ...) and write its results to --out, for
+    /// `fwsim merge`: split one sweep across machines.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Where a shard writes its results (with --shard).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `fwsim fit`.
+#[derive(Args)]
+struct FitArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// The figure to reach: loss_fraction=LO..HI (the share of connections silently lost).
+    #[arg(long, value_name = "loss_fraction=LO..HI")]
+    target: String,
+    /// A free parameter and its range, KEY=LO..HI (once or twice).
+    #[arg(long = "free", value_name = "KEY=LO..HI", required = true)]
+    free: Vec<String>,
+    /// Seeds at each point: N (1..=N), A..B, or a,b,c.
+    #[arg(long, default_value = "50")]
+    seeds: String,
+    /// Socket rules of the device (default: the scenario's).
+    #[arg(long, value_parser = ["legacy", "fixed"])]
+    policy: Option<String>,
+    /// Link preset (default: the scenario's).
+    #[arg(long, value_parser = sim::link::LinkParams::PRESETS)]
+    preset: Option<String>,
+    #[command(flatten)]
+    changes: Changes,
+    /// Grid points per parameter.
+    #[arg(long, default_value = "9")]
+    points: usize,
+    /// Rounds of refinement around where the loss crosses the target (one parameter).
+    #[arg(long, default_value = "3")]
+    refine: usize,
+    /// Threads (default: every core).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Draw the response with the target band to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Threads to use: `jobs`, or every core.
+fn threads(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Arguments of `fwsim merge`.
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard files of one sweep (`fwsim sweep ... --shard K/N --out FILE`), all N of them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Draw loss against the --vary values to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A usage or input error: printed, exit 2.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fwsim: {message}");
+    ExitCode::from(2)
+}
+
+/// Creates (truncates) an output file now, so a bad path fails before any work.
+fn create(path: &Path) -> Result<File, String> {
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// The names `--inject` accepts.
+fn injector_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(sim::scenario::Injector::ALL.map(|i| i.name()))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => run::run(args),
+        Command::Sweep(args) => sweep::sweep(args),
+        Command::Merge(args) => sweep::merge(args),
+        Command::Shrink(args) => run::shrink(args),
+        Command::Fit(args) => fit::fit(args),
+        Command::FromCrash {
+            input,
+            target,
+            out,
+            no_regression,
+        } => crash::from_crash(input, &target, out, no_regression),
+    }
+}

@@ -1,0 +1,235 @@
+//! `fwsim sweep` and `fwsim merge`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use sim::Outcome;
+
+use crate::{create, fail, MergeArgs, SweepArgs};
+
+/// The sweep `args` describe.
+fn sweep_spec(args: &SweepArgs) -> Result<sim::sweep::SweepSpec, String> {
+    let seeds = sim::sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
+    let sets = args.changes.sets()?;
+    let policies: Vec<String> = match args.policy.as_str() {
+        "both" => vec!["legacy".into(), "fixed".into()],
+        p => vec![p.into()],
+    };
+    let presets: Vec<String> = match args.preset.as_deref() {
+        Some("all") => sim::link::LinkParams::PRESETS.map(String::from).to_vec(),
+        Some(p) => vec![p.into()],
+        None => Vec::new(),
+    };
+    let vary = match args.vary.as_deref().map(|v| (v, v.split_once('='))) {
+        Some((_, Some((k, vs)))) if !vs.is_empty() && !k.trim().is_empty() => Some((
+            k.trim().to_string(),
+            vs.split(',').map(|x| x.trim().to_string()).collect(),
+        )),
+        Some((v, _)) => return Err(format!("--vary {v:?}: expected KEY=V1,V2,...")),
+        None => None,
+    };
+    Ok(sim::sweep::SweepSpec {
+        scenario: args.scenario.clone(),
+        seeds,
+        policies,
+        presets,
+        vary,
+        sets,
+    })
+}
+
+/// A progress bar for `fwsim sweep`.
+pub(crate) fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+pub(crate) fn sweep(args: SweepArgs) -> ExitCode {
+    let spec = match sweep_spec(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if args.plot.is_some() && spec.vary.is_none() {
+        return fail("--plot draws loss against --vary values: give --vary too");
+    }
+    for out in [&args.plot, &args.out].into_iter().flatten() {
+        if let Err(e) = create(out) {
+            return fail(e);
+        }
+    }
+    let shard = match args.shard.as_deref().map(sim::sweep::Shard::parse) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return fail(e),
+        None => None,
+    };
+    if shard.is_some() != args.out.is_some() {
+        return fail("--shard K/N and --out FILE go together");
+    }
+    let threads = crate::threads(args.jobs);
+    let sweep = match sim::sweep::Sweep::plan(spec.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let bar = progress_bar();
+    let results = sweep.run(shard, threads, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let (Some(shard), Some(out)) = (shard, &args.out) {
+        let file = sim::sweep::ShardFile {
+            spec,
+            jobs: sweep.jobs(),
+            shard,
+            results,
+        };
+        return write_shard(&file, out);
+    }
+    let cells = sim::sweep::fold(&spec, results);
+    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+}
+
+/// Writes a shard's results for `fwsim merge`.
+fn write_shard(file: &sim::sweep::ShardFile, out: &Path) -> ExitCode {
+    let text = match serde_json::to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = std::fs::write(out, text) {
+        return fail(format!("cannot write {}: {e}", out.display()));
+    }
+    eprintln!(
+        "shard {}/{}: {} runs written to {}; merge all shards with `fwsim merge`",
+        file.shard.index,
+        file.shard.of,
+        file.results.len(),
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn merge(args: MergeArgs) -> ExitCode {
+    let mut files = Vec::new();
+    for path in &args.files {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(f) => files.push(f),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        }
+    }
+    let (spec, cells) = match sim::sweep::merge(files) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    if let Some(plot) = &args.plot {
+        if let Err(e) = create(plot) {
+            return fail(e);
+        }
+    }
+    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+}
+
+/// Prints a sweep's cells (table or JSON), draws the plot, and gives the exit status.
+pub(crate) fn report_cells(
+    cells: &[sim::sweep::Cell],
+    spec: &sim::sweep::SweepSpec,
+    json: bool,
+    plot: Option<&Path>,
+) -> ExitCode {
+    if json {
+        let rows: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "cell": c,
+                    "loss_fraction": c.loss_fraction(),
+                    "loss_ci95_wilson": c.loss_interval(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        print!("{}", sweep_table(cells, spec));
+    }
+    if let (Some(out), Some((key, _))) = (plot, &spec.vary) {
+        if let Err(e) = sim::sweep::plot_svg(cells, key, out) {
+            return fail(format!("plot: {e}"));
+        }
+        eprintln!("plot written to {}", out.display());
+    }
+    let outcome = if cells.iter().any(|c| c.violations > 0) {
+        Outcome::SilentLoss
+    } else if cells.iter().all(|c| c.tested == 0) {
+        eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict");
+        Outcome::NothingTested
+    } else {
+        Outcome::NoSilentLoss
+    };
+    ExitCode::from(outcome.exit_code())
+}
+
+/// The sweep's table: a row per cell, then each cell's failing seeds with a replay.
+fn sweep_table(cells: &[sim::sweep::Cell], spec: &sim::sweep::SweepSpec) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let key = spec.vary.as_ref().map(|(k, _)| k.as_str());
+    let key_width = key.map_or(0, |k| k.len().max(8));
+    let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "(file)".into());
+    let _ = write!(out, "{:>7} {:>10}", "policy", "preset");
+    if let Some(k) = key {
+        let _ = write!(out, " {k:>key_width$}");
+    }
+    let _ = writeln!(
+        out,
+        " {:>6} {:>10} {:>7} {:>10} {:>8} {:>17}",
+        "runs", "runs lost", "conns", "lost conns", "loss %", "95% CI (Wilson)"
+    );
+    for c in cells {
+        let _ = write!(out, "{:>7} {:>10}", name(&c.policy), name(&c.preset));
+        if key.is_some() {
+            let _ = write!(out, " {:>key_width$}", name(&c.value));
+        }
+        let (lo, hi) = c.loss_interval();
+        let _ = writeln!(
+            out,
+            " {:>6} {:>10} {:>7} {:>10} {:>8.2} {:>17}",
+            c.runs,
+            c.runs_with_loss,
+            c.connections,
+            c.violations,
+            c.loss_fraction() * 100.0,
+            format!("{:.1}-{:.1}", lo * 100.0, hi * 100.0)
+        );
+    }
+    for c in cells.iter().filter(|c| !c.failing_seeds.is_empty()) {
+        let shown: Vec<String> = c.failing_seeds.iter().take(5).map(u64::to_string).collect();
+        let more = if c.runs_with_loss > 5 { ", ..." } else { "" };
+        let _ = writeln!(
+            out,
+            "silent loss: {} / {}{}: {} of {} runs (seeds {}{more})\n  replay: {}",
+            name(&c.policy),
+            name(&c.preset),
+            c.value
+                .as_ref()
+                .map(|v| format!(" / {v}"))
+                .unwrap_or_default(),
+            c.runs_with_loss,
+            c.runs,
+            shown.join(", "),
+            c.replay.as_deref().unwrap_or_default()
+        );
+    }
+    out
+}
