@@ -266,7 +266,8 @@ fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
         .max()
         .unwrap_or(1000) as f64
         / 1000.0;
-    let height = 120 + 22 * rows.len().max(1) as u32;
+    // Tall enough for the legend too.
+    let height = (120 + 22 * rows.len().max(1) as u32).max(280);
     let root = SVGBackend::new(out, (1150, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     // The legend beside the chart, where it hides no mark.
