@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use sim::fit::{parse_target, Fit, Free};
-use sim::scenario::{Set, SetFlag};
+use sim::scenario::SetFlag;
 use sim::sweep::SweepSpec;
 
 use crate::{create, fail, FitArgs};
@@ -74,9 +74,7 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
 
 /// The sweep every point runs: the scenario, seeds and changes, one policy and preset.
 fn base_spec(args: &FitArgs) -> Result<SweepSpec, String> {
-    let mut sets = args.changes.sets()?;
-    sets.extend(args.policy.iter().map(|p| Set::flag(SetFlag::Policy, p)));
-    sets.extend(args.preset.iter().map(|p| Set::flag(SetFlag::Preset, p)));
+    let sets = args.knobs.sets()?;
     Ok(SweepSpec {
         scenario: args.scenario.clone(),
         seeds: sim::sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?,

@@ -151,22 +151,38 @@ struct Which {
     /// Seed of every random draw in the run (link, peers, device timing). Default: the file's.
     #[arg(long)]
     seed: Option<u64>,
-    /// Socket rules of the device: legacy (Device OS 0.5.3) or fixed.
+    #[command(flatten)]
+    knobs: Knobs,
+}
+
+/// One policy and preset, and the other changes (`run`, `shrink` and `fit`).
+#[derive(Args)]
+struct Knobs {
+    /// Socket rules of the device: legacy (Device OS 0.5.3) or fixed. Default: the scenario's.
     #[arg(long, value_parser = ["legacy", "fixed"])]
     policy: Option<String>,
     /// Link preset (ideal, wlan-good, wlan-busy, wlan-bad): the link starts over from it.
+    /// Default: the scenario's link.
     #[arg(long, value_parser = sim::link::LinkParams::PRESETS)]
     preset: Option<String>,
     #[command(flatten)]
     changes: Changes,
 }
 
-impl Which {
-    /// The simulation these arguments name.
-    fn sim(&self) -> Result<Sim, String> {
+impl Knobs {
+    /// The changes these flags stand for.
+    fn sets(&self) -> Result<Vec<Set>, String> {
         let mut sets = self.changes.sets()?;
         sets.extend(self.policy.iter().map(|p| Set::flag(SetFlag::Policy, p)));
         sets.extend(self.preset.iter().map(|p| Set::flag(SetFlag::Preset, p)));
+        Ok(sets)
+    }
+}
+
+impl Which {
+    /// The simulation these arguments name.
+    fn sim(&self) -> Result<Sim, String> {
+        let sets = self.knobs.sets()?;
         let sim = Sim::from_file_with(&self.scenario, &sets).map_err(|e| e.to_string())?;
         Ok(match self.seed {
             Some(seed) => sim.seed(seed),
@@ -268,14 +284,8 @@ struct FitArgs {
     /// Seeds at each point: N (1..=N), A..B, or a,b,c.
     #[arg(long, default_value = "50")]
     seeds: String,
-    /// Socket rules of the device (default: the scenario's).
-    #[arg(long, value_parser = ["legacy", "fixed"])]
-    policy: Option<String>,
-    /// Link preset (default: the scenario's).
-    #[arg(long, value_parser = sim::link::LinkParams::PRESETS)]
-    preset: Option<String>,
     #[command(flatten)]
-    changes: Changes,
+    knobs: Knobs,
     /// Grid points per parameter.
     #[arg(long, default_value = "9")]
     points: usize,
