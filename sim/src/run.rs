@@ -15,7 +15,7 @@ use firmware_core::Policy;
 use crate::capture::Capture;
 use crate::link::LinkStats;
 use crate::observer::{Observed, Observer};
-use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
+use crate::oracle::{ConnReport, Oracle, Summary};
 use crate::peer::{workload_payloads, PayloadError, PeerHost};
 use crate::scenario::{Scenario, ScenarioError, Set};
 use crate::trace::Trace;
@@ -78,6 +78,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of `violations` silently lost connections out of `tested` that reached a
+    /// verdict (one run, a sweep, a merge): nothing tested is never a pass.
+    pub fn of(violations: u64, tested: u64) -> Outcome {
+        if violations > 0 {
+            Outcome::SilentLoss
+        } else if tested == 0 {
+            Outcome::NothingTested
+        } else {
+            Outcome::NoSilentLoss
+        }
+    }
+
     /// The exit status of `fwsim run` and `fwsim sweep` for this outcome.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -96,13 +108,7 @@ impl RunReport {
 
     /// The report in one word.
     pub fn outcome(&self) -> Outcome {
-        if self.summary.violations() > 0 {
-            Outcome::SilentLoss
-        } else if self.tested() == 0 {
-            Outcome::NothingTested
-        } else {
-            Outcome::NoSilentLoss
-        }
+        Outcome::of(self.summary.violations(), self.tested())
     }
 
     /// The verdict line of the human report.
@@ -125,11 +131,6 @@ impl RunReport {
     /// The rows with a violation.
     pub fn violations(&self) -> impl Iterator<Item = &ConnReport> {
         self.rows.iter().filter(|r| r.verdict.is_violation())
-    }
-
-    /// True if every row has this verdict (and there is at least one).
-    pub fn all(&self, verdict: Verdict) -> bool {
-        !self.rows.is_empty() && self.rows.iter().all(|r| r.verdict == verdict)
     }
 }
 
@@ -237,13 +238,6 @@ impl Replay {
             (_, _, Some(test)) => format!("FWSIM_SEED={seed} cargo test {test}"),
             _ => format!("FWSIM_SEED={seed} (rerun the program that built this scenario)"),
         }
-    }
-
-    /// The same, with one more change.
-    pub fn with(&self, set: Set) -> Replay {
-        let mut r = self.clone();
-        r.sets.push(set);
-        r
     }
 }
 

@@ -156,11 +156,6 @@ impl PeerHost {
         }
     }
 
-    /// The payload of workload `workload`'s connections.
-    pub fn workload_payload(&self, workload: usize) -> Option<&Payload> {
-        self.payloads.get(workload)
-    }
-
     /// Events since the last call.
     pub fn take_events(&mut self, out: &mut Vec<PeerEvent>) {
         out.append(&mut self.events);

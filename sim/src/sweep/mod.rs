@@ -213,11 +213,6 @@ impl Sweep {
         Ok(Sweep { spec, sims })
     }
 
-    /// The spec.
-    pub fn spec(&self) -> &SweepSpec {
-        &self.spec
-    }
-
     /// Jobs in the whole sweep.
     pub fn jobs(&self) -> u64 {
         (self.sims.len() * self.spec.seeds.len()) as u64
@@ -268,17 +263,6 @@ impl Sweep {
             replay: (violations > 0).then_some(r.replay),
         })
     }
-}
-
-/// Runs a whole sweep on `threads` threads and folds it into cells.
-pub fn run_sweep(
-    spec: &SweepSpec,
-    threads: usize,
-    progress: impl Fn(u64, u64) + Sync,
-) -> Result<Vec<Cell>, Error> {
-    let sweep = Sweep::plan(spec.clone())?;
-    let results = sweep.run(None, threads, progress)?;
-    Ok(fold(spec, results))
 }
 
 #[cfg(test)]

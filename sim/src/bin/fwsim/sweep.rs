@@ -169,14 +169,11 @@ pub(crate) fn report_cells(
         }
         eprintln!("plot written to {}", out.display());
     }
-    let outcome = if cells.iter().any(|c| c.violations > 0) {
-        Outcome::SilentLoss
-    } else if cells.iter().all(|c| c.tested == 0) {
+    let violations = cells.iter().map(|c| c.violations).sum();
+    let outcome = Outcome::of(violations, cells.iter().map(|c| c.tested).sum());
+    if outcome == Outcome::NothingTested {
         eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict");
-        Outcome::NothingTested
-    } else {
-        Outcome::NoSilentLoss
-    };
+    }
     ExitCode::from(outcome.exit_code())
 }
 
