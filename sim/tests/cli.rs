@@ -553,3 +553,50 @@ fn fit_finds_the_region_and_says_why_when_it_cannot() {
         );
     }
 }
+
+/// Counts a user types are checked: out of range is exit 2 naming the flag, never clamped.
+#[test]
+fn out_of_range_counts_are_usage_errors() {
+    let forum = scenario("forum");
+    let free = "device.worker_delay_max_us=100..5000";
+    let target = "loss_fraction=0.4..0.5";
+    for (a, flag) in [
+        (vec!["sweep", &forum, "--jobs", "0"], "--jobs"),
+        (
+            vec![
+                "fit", &forum, "--target", target, "--free", free, "--points", "1",
+            ],
+            "--points",
+        ),
+        (
+            vec![
+                "fit", &forum, "--target", target, "--free", free, "--refine", "11",
+            ],
+            "--refine",
+        ),
+        (
+            vec![
+                "shrink",
+                &forum,
+                "--out",
+                "/tmp/never.toml",
+                "--max-runs",
+                "0",
+            ],
+            "--max-runs",
+        ),
+        (
+            vec![
+                "sweep",
+                &forum,
+                "--shard",
+                "0/2",
+                "--out",
+                "/tmp/never.json",
+            ],
+            "--shard",
+        ),
+    ] {
+        assert_error(&a, &[flag]);
+    }
+}

@@ -199,8 +199,8 @@ struct ShrinkArgs {
     /// Where to write the smallest scenario that still fails.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Give up after this many runs.
-    #[arg(long, default_value = "500")]
+    /// Give up after this many runs (1..=100000).
+    #[arg(long, default_value = "500", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_runs: u64,
 }
 
@@ -258,8 +258,9 @@ struct SweepArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Threads that run the seeds. Default: every core. The output is the same for any count.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    /// Threads that run the seeds (1..=1024). Default: every core. The output is the same for
+    /// any count.
+    #[arg(long, value_name = "N", value_parser = jobs_in_range)]
     jobs: Option<usize>,
     /// Run only shard K of N (runs K-1, K-1+N, ...) and write its results to --out, for
     /// `fwsim merge`: split one sweep across machines.
@@ -286,14 +287,14 @@ struct FitArgs {
     seeds: String,
     #[command(flatten)]
     knobs: Knobs,
-    /// Grid points per parameter.
-    #[arg(long, default_value = "9")]
+    /// Grid points per parameter (2..=101).
+    #[arg(long, default_value = "9", value_parser = |v: &str| usize_in(v, 2, 101))]
     points: usize,
-    /// Rounds of refinement around where the loss crosses the target (one parameter).
-    #[arg(long, default_value = "3")]
+    /// Rounds of refinement around where the loss crosses the target, one parameter (0..=10).
+    #[arg(long, default_value = "3", value_parser = |v: &str| usize_in(v, 0, 10))]
     refine: usize,
-    /// Threads (default: every core).
-    #[arg(long, value_name = "N")]
+    /// Threads (1..=1024; default: every core).
+    #[arg(long, value_name = "N", value_parser = jobs_in_range)]
     jobs: Option<usize>,
     /// Draw the response with the target band to this SVG file.
     #[arg(long, value_name = "FILE")]
@@ -301,6 +302,19 @@ struct FitArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+/// A whole number in `lo..=hi` (clap turns the error into exit 2, naming the flag).
+fn usize_in(v: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number in {lo}..={hi}")),
+    }
+}
+
+/// `--jobs`: 1..=1024 threads.
+fn jobs_in_range(v: &str) -> Result<usize, String> {
+    usize_in(v, 1, 1024)
 }
 
 /// Threads to use: `jobs`, or every core.
