@@ -599,4 +599,8 @@ fn out_of_range_counts_are_usage_errors() {
     ] {
         assert_error(&a, &[flag]);
     }
+    assert!(
+        !Path::new("/tmp/never.json").exists(),
+        "nothing half-written"
+    );
 }

@@ -58,11 +58,6 @@ pub(crate) fn sweep(args: SweepArgs) -> ExitCode {
     if args.plot.is_some() && spec.vary.is_none() {
         return fail("--plot draws loss against --vary values: give --vary too");
     }
-    for out in [&args.plot, &args.out].into_iter().flatten() {
-        if let Err(e) = create(out) {
-            return fail(e);
-        }
-    }
     let shard = match args.shard.as_deref().map(sim::sweep::Shard::parse) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return fail(e),
@@ -76,6 +71,12 @@ pub(crate) fn sweep(args: SweepArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    // Every input checked first, so a bad one leaves no file behind; the paths next.
+    for out in [&args.plot, &args.out].into_iter().flatten() {
+        if let Err(e) = create(out) {
+            return fail(e);
+        }
+    }
     let bar = progress_bar();
     let results = sweep.run(shard, threads, |done, total| {
         bar.set_length(total);
