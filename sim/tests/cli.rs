@@ -560,6 +560,8 @@ fn out_of_range_counts_are_usage_errors() {
     let forum = scenario("forum");
     let free = "device.worker_delay_max_us=100..5000";
     let target = "loss_fraction=0.4..0.5";
+    let dir = tempfile::tempdir().unwrap();
+    let never = dir.path().join("never.json").display().to_string();
     for (a, flag) in [
         (vec!["sweep", &forum, "--jobs", "0"], "--jobs"),
         (
