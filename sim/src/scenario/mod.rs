@@ -50,11 +50,11 @@ pub struct Scenario {
         deserialize_with = "u64_in::<_, 0, 3600000>"
     )]
     pub drain_ms: u64,
-    /// Time step of the turmoil backend. Range: 1..=1000000.
-    #[serde(
-        default = "default_turmoil_tick",
-        deserialize_with = "u64_in::<_, 1, 1000000>"
-    )]
+    /// Time step of the turmoil backend; 0 (the default) picks the exact one, the minimum
+    /// one-way delay from the device to the peer ([`Scenario::turmoil_tick`]). A larger tick
+    /// runs faster but approximates: the report counts the packets it delivered late.
+    /// Range: 0..=1000000.
+    #[serde(default, deserialize_with = "u64_in::<_, 0, 1000000>")]
     pub turmoil_tick_us: u64,
     /// The firmware device.
     pub device: DeviceSpec,
@@ -80,11 +80,6 @@ fn default_duration() -> u64 {
 }
 fn default_drain() -> u64 {
     3_000
-}
-pub(crate) fn default_turmoil_tick() -> u64 {
-    // The peer runs first in each step, so what reaches the device is exact at any tick; the
-    // tick only delays the device's packets to the peer (Wi-Fi power save alone adds 100 ms).
-    50_000
 }
 
 /// Which backend runs the scenario.
@@ -402,7 +397,43 @@ pub(crate) struct Invalid {
     pub(crate) message: String,
 }
 
+/// The turmoil backend's time step for a scenario, and whether it is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurmoilTick {
+    /// The step.
+    pub tick_us: u64,
+    /// No packet can arrive inside the step it was sent in: both directions keep their
+    /// link-model times (the peer runs first in a step, so the device's side is always exact).
+    pub exact: bool,
+}
+
+/// The tick when the link from the device to the peer can be instant (no exact tick exists).
+pub const APPROXIMATE_TICK_US: u64 = 100;
+
 impl Scenario {
+    /// The turmoil tick: `turmoil_tick_us` if set, else the minimum one-way delay from the
+    /// device to the peer, the lookahead of conservative parallel simulation (a packet the
+    /// device sends in one step then reaches the peer no earlier than the next, when the peer
+    /// runs first). A link with no minimum delay (the `ideal` preset) has no exact tick;
+    /// [`APPROXIMATE_TICK_US`] is used and the report says so.
+    pub fn turmoil_tick(&self) -> TurmoilTick {
+        let lookahead_us = self.link.uplink.min_one_way_delay_us();
+        match self.turmoil_tick_us {
+            0 if lookahead_us == 0 => TurmoilTick {
+                tick_us: APPROXIMATE_TICK_US,
+                exact: false,
+            },
+            0 => TurmoilTick {
+                tick_us: lookahead_us.min(1_000_000),
+                exact: true,
+            },
+            tick_us => TurmoilTick {
+                tick_us,
+                exact: tick_us <= lookahead_us,
+            },
+        }
+    }
+
     /// A scenario of `app` under `policy` with one default `nc` workload on the ideal link.
     pub fn new(name: &str, app: AppName, policy: PolicyName) -> Scenario {
         Scenario {
@@ -412,7 +443,7 @@ impl Scenario {
             backend: Backend::default(),
             max_duration_ms: default_duration(),
             drain_ms: default_drain(),
-            turmoil_tick_us: default_turmoil_tick(),
+            turmoil_tick_us: 0,
             device: DeviceSpec::new(app, policy),
             link: LinkSpec::default(),
             peer: vec![Workload::default()],
