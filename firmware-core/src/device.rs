@@ -183,7 +183,7 @@ mod tests {
 
     use crate::app::ForumSketch;
     use crate::testkit::Bench;
-    use crate::{DeviceConfig, Policy};
+    use crate::Policy;
 
     struct XorShift(u64);
     impl XorShift {
@@ -201,7 +201,7 @@ mod tests {
         for policy in [Policy::LEGACY, Policy::FIXED] {
             let mut b = Bench::new(
                 policy,
-                DeviceConfig::for_policy(&policy),
+                crate::testkit::bench_config(&policy),
                 Box::new(ForumSketch::new(6000)),
             );
             let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
