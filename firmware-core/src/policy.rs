@@ -7,6 +7,11 @@
 
 /// How `TcpClient::available()` refills the Wiring buffer from the stack (`hal::Hal::receive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum RxCopy {
     /// L1: each call copies from at most one received packet (`read_packet_and_dispose`).
     OnePacketPerCall,
@@ -16,6 +21,11 @@ pub enum RxCopy {
 
 /// What `TcpClient::connected()` looks at (`wiring::TcpClient::connected`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum ConnectedRule {
     /// L2: `status() || bufferCount() > 0`; when false, probe `available()` once and `stop()`
     /// if it returns 0. The probe moves stack data into the Wiring buffer as a side effect.
@@ -23,10 +33,54 @@ pub enum ConnectedRule {
     /// F2: true while unread data remains anywhere (stack or Wiring buffer), without moving it;
     /// `stop()` only when nothing is left and the peer has closed.
     AnyUnreadData,
+    /// R2 (ESP8266 Arduino 2.4.2+ `state() == CLOSED` check with CLOSE_WAIT mapped to CLOSED,
+    /// ESP32 Arduino 2.x zero-length `recv`): true only while the stack has not processed the
+    /// peer's FIN or RST, whatever is still unread; when false, `stop()`.
+    OpenOnly,
+}
+
+/// When reads start reporting end of stream (`hal::Hal::read_gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
+pub enum EofRule {
+    /// Fixed: every byte received before the peer's FIN is readable, then end of stream.
+    AfterData,
+    /// R1: once the stack has processed the peer's FIN, reads and `available()` return
+    /// nothing although bytes are queued (Wiznet W5500 driver in CLOSE_WAIT).
+    AtPeerFin,
+    /// R6: once the out-of-band close notice has been handled (the networking worker's
+    /// "disconnected" job, the modem's `+UUSOCL` URC on the Electron), reads return nothing
+    /// although bytes are queued: the close notice wins over the data still to be fetched.
+    AtCloseNotice,
+}
+
+/// What a SYN does when every connection control block holds a live connection
+/// (`hal::Hal::syn_admission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
+pub enum PoolOverflow {
+    /// Fixed: the SYN finds no socket and the stack refuses it with RST.
+    Refuse,
+    /// R10 (lwIP `tcp_alloc` -> `tcp_kill_prio`): the oldest live connection is aborted (RST,
+    /// its unread data freed) and its control block given to the new one.
+    EvictOldest,
 }
 
 /// What `stop()` sends when unread data remains (`hal::Hal::close`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum StopWithUnread {
     /// L7: FIN, so the peer never learns the data was discarded.
     Fin,
@@ -36,6 +90,11 @@ pub enum StopWithUnread {
 
 /// What happens to a SYN when the listen backlog is full (`ingress::IngressFilter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum SynOverflow {
     /// L5: dropped silently; the peer retransmits after its RTO.
     DropSilently,
@@ -67,6 +126,26 @@ pub struct Policy {
     /// Legacy (false) / F6 (true): `write()` is allowed after the peer's FIN (half-close);
     /// legacy requires `status()` (`wiring::TcpClient::write`).
     pub write_after_peer_fin: bool,
+    /// R1 / R6 / fixed.
+    pub eof_rule: EofRule,
+    /// R3 (true) / F3 (false): a connection not yet taken by `accept` has no receive handler;
+    /// the stack acknowledges and frees its data and answers its FIN by closing (lwIP
+    /// `tcp_recv_null`, ESP8266 Arduino 2.6 after #6887) (`hal::Hal::discard_unclaimed`).
+    pub pre_accept_data_discarded: bool,
+    /// R5 (true) / fixed (false): the peer's FIN on an accepted connection is answered with RST
+    /// instead of entering CLOSE-WAIT (ESP8266 `ClientContext::_recv(pb == NULL)` calling
+    /// `abort()`); data received before it stays readable (`hal::Hal::observe`).
+    pub fin_answered_with_rst: bool,
+    /// R7 (true) / fixed (false): a FIN in a segment beyond a sequence hole is accepted, the
+    /// socket enters CLOSE-WAIT and the missing data is never delivered (smoltcp 0.4, issue
+    /// #111). smoltcp 0.14 ignores such a FIN, so the rule lives in the receive path in front of
+    /// it (`ingress::FinPastHole`, switched on in `Device::new`).
+    pub fin_past_hole_accepted: bool,
+    /// R8 (true) / fixed (false): the peer's RST frees received data the application has not
+    /// read yet (`hal::Hal::observe`); fixed keeps it readable, then reports the reset.
+    pub rst_frees_unread_data: bool,
+    /// R10 / fixed.
+    pub pool_overflow: PoolOverflow,
 }
 
 impl Policy {
@@ -80,6 +159,12 @@ impl Policy {
         time_wait_holds_slot: true,
         stop_with_unread: StopWithUnread::Fin,
         write_after_peer_fin: false,
+        eof_rule: EofRule::AfterData,
+        pre_accept_data_discarded: false,
+        fin_answered_with_rst: false,
+        fin_past_hole_accepted: false,
+        rst_frees_unread_data: false,
+        pool_overflow: PoolOverflow::Refuse,
     };
 
     /// Rules F1-F8: lose nothing, or tell the peer.
@@ -92,29 +177,36 @@ impl Policy {
         time_wait_holds_slot: false,
         stop_with_unread: StopWithUnread::Rst,
         write_after_peer_fin: true,
+        eof_rule: EofRule::AfterData,
+        pre_accept_data_discarded: false,
+        fin_answered_with_rst: false,
+        fin_past_hole_accepted: false,
+        rst_frees_unread_data: false,
+        pool_overflow: PoolOverflow::Refuse,
     };
 
-    /// The preset names accepted by [`Policy::from_name`].
-    pub const NAMES: [&'static str; 2] = ["legacy", "fixed"];
-
-    /// Looks up a preset by name.
-    pub fn from_name(name: &str) -> Option<Policy> {
-        match name {
-            "legacy" => Some(Policy::LEGACY),
-            "fixed" => Some(Policy::FIXED),
-            _ => None,
+    /// The preset names accepted by [`Policy::from_name`] (`crate::stacks::STACKS`).
+    pub const NAMES: [&'static str; crate::stacks::STACKS.len()] = {
+        let mut names = [""; crate::stacks::STACKS.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = crate::stacks::STACKS[i].name;
+            i += 1;
         }
+        names
+    };
+
+    /// Looks up a stack preset's rules by name.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        crate::stacks::stack(name).map(|s| s.policy)
     }
 
-    /// The preset name if this policy equals one, else `"custom"`.
+    /// The name of the first stack preset with these rules, else `"custom"`.
     pub fn name(&self) -> &'static str {
-        if *self == Policy::LEGACY {
-            "legacy"
-        } else if *self == Policy::FIXED {
-            "fixed"
-        } else {
-            "custom"
-        }
+        crate::stacks::STACKS
+            .iter()
+            .find(|s| s.policy == *self)
+            .map_or("custom", |s| s.name)
     }
 }
 
@@ -258,18 +350,14 @@ impl DeviceConfig {
         keep_alive_ms: 0,
     };
 
-    /// The defaults that go with a policy: the fixed firmware raised the pool to 10 (PR #1350)
-    /// and uses a backlog of 4.
+    /// The defaults that go with a policy: those of the first stack preset with these rules
+    /// (the fixed firmware raised the pool to 10, PR #1350, and uses a backlog of 4), else the
+    /// Photon's.
     pub fn for_policy(policy: &Policy) -> DeviceConfig {
-        if *policy == Policy::FIXED {
-            DeviceConfig {
-                pool_size: 10,
-                backlog: 4,
-                ..DeviceConfig::PHOTON
-            }
-        } else {
-            DeviceConfig::PHOTON
-        }
+        crate::stacks::STACKS
+            .iter()
+            .find(|s| s.policy == *policy)
+            .map_or(DeviceConfig::PHOTON, |s| s.device)
     }
 
     /// Connection slots available to the application's server.

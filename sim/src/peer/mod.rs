@@ -416,6 +416,12 @@ impl PeerConn {
                 socket.close();
                 events.push(PeerEvent::FinSent { port });
                 self.phase = Phase::Lingering(after_ms(now, w.linger_ms));
+                if !w.await_device_close {
+                    // Closed and gone: nothing the device does later reaches the program.
+                    self.record.finished = true;
+                    self.phase = Phase::Done;
+                    events.push(PeerEvent::Finished { port });
+                }
             }
             Phase::Lingering(t) => self.linger(t, socket, now, events),
             _ => {}

@@ -253,7 +253,7 @@ fn fill_defaults(doc: &mut toml::Table) -> Result<(), PathError> {
             .get("policy")
             .and_then(|p| PolicyName::deserialize(p.clone()).ok())
             .unwrap_or_default();
-        for (k, v) in table_of(&DeviceConfig::for_policy(&policy.policy())) {
+        for (k, v) in table_of(&policy.preset().device) {
             device.entry(k).or_insert(v);
         }
     }
