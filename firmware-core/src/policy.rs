@@ -397,8 +397,13 @@ mod tests {
     #[test]
     fn presets_round_trip_by_name() {
         for name in Policy::NAMES {
-            assert_eq!(Policy::from_name(name).unwrap().name(), name);
+            // Two stacks may share rules (they differ in device defaults): the name found is
+            // one with the same rules.
+            let rules = Policy::from_name(name).unwrap();
+            assert_eq!(Policy::from_name(rules.name()), Some(rules), "{name}");
         }
+        assert_eq!(Policy::LEGACY.name(), "legacy");
+        assert_eq!(Policy::FIXED.name(), "fixed");
         assert!(Policy::from_name("photon").is_none());
         let custom = Policy {
             rx_copy: RxCopy::DrainAll,
@@ -1130,6 +1135,209 @@ mod rule_tests {
                 ..Policy::FIXED
             }),
             (None, vec![])
+        );
+    }
+
+    // R1 / R6 / fixed: eof_rule -------------------------------------------------------------
+
+    /// 300 bytes and the peer's FIN reach the device unread; `notice`: the worker thread has
+    /// handled the close. What the application can still read.
+    fn read_after_fin(eof_rule: EofRule, notice: bool) -> usize {
+        let (mut b, mut server) = bench(Policy {
+            eof_rule,
+            ..Policy::FIXED
+        });
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, &[5; 300]);
+        b.peer_close(h);
+        b.exchange();
+        if notice {
+            settle(&mut b);
+        }
+        let mut n = 0;
+        while client.available(&mut b.dev) != 0 && client.read(&mut b.dev).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn r1_r6_eof_hides_queued_bytes_fixed_delivers_them() {
+        assert_eq!(read_after_fin(EofRule::AfterData, true), 300);
+        assert_eq!(read_after_fin(EofRule::AtPeerFin, false), 0);
+        // R6: until the close notice is handled the bytes are readable, then they are not.
+        assert_eq!(read_after_fin(EofRule::AtCloseNotice, false), 300);
+        assert_eq!(read_after_fin(EofRule::AtCloseNotice, true), 0);
+    }
+
+    // R2: connected_rule = OpenOnly -----------------------------------------------------------
+
+    /// Data + FIN reached the device, nothing read: `connected()`.
+    fn connected_with_unread(policy: Policy) -> bool {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, &[7; 100]);
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        client.connected(&mut b.dev)
+    }
+
+    #[test]
+    fn r2_connected_ignores_unread_data_f2_counts_it() {
+        assert!(connected_with_unread(Policy::FIXED));
+        assert!(!connected_with_unread(Policy {
+            connected_rule: ConnectedRule::OpenOnly,
+            ..Policy::FIXED
+        }));
+    }
+
+    // R3: pre_accept_data_discarded ---------------------------------------------------------
+
+    #[test]
+    fn r3_unaccepted_data_is_freed_f3_hands_it_out() {
+        assert_eq!(
+            closed_before_accept(Policy::FIXED),
+            (true, b"8 bytes!".to_vec())
+        );
+        let r3 = Policy {
+            pre_accept_data_discarded: true,
+            ..Policy::FIXED
+        };
+        assert_eq!(closed_before_accept(r3), (false, vec![]));
+    }
+
+    // R5: fin_answered_with_rst -------------------------------------------------------------
+
+    /// The peer sends and closes after the application accepted: the peer's TCP state, and
+    /// what the application then reads.
+    fn fin_answer(policy: Policy) -> (State, Vec<u8>) {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"request");
+        b.peer_close(h);
+        b.exchange();
+        settle(&mut b);
+        let state = b.peer(h).state();
+        let mut got = Vec::new();
+        while client.available(&mut b.dev) != 0 {
+            got.extend(client.read(&mut b.dev));
+        }
+        (state, got)
+    }
+
+    #[test]
+    fn r5_fin_is_answered_with_rst_fixed_enters_close_wait() {
+        assert_eq!(
+            fin_answer(Policy::FIXED),
+            (State::FinWait1, b"request".to_vec())
+        );
+        let r5 = Policy {
+            fin_answered_with_rst: true,
+            ..Policy::FIXED
+        };
+        // The data stays readable (the ESP8266 keeps it in the ClientContext); the peer is reset.
+        assert_eq!(fin_answer(r5), (State::Closed, b"request".to_vec()));
+    }
+
+    // R7: fin_past_hole_accepted ------------------------------------------------------------
+
+    /// "first", "second" and the FIN as three segments; the FIN overtakes "second".
+    fn fin_past_hole(policy: Policy) -> Vec<u8> {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"first");
+        b.peer_send(h, b"second");
+        b.peer_close(h);
+        b.reorder_to_device();
+        b.exchange();
+        settle(&mut b);
+        read_all(&mut b, &mut client)
+    }
+
+    #[test]
+    fn r7_fin_past_a_hole_closes_early_fixed_waits_for_the_data() {
+        assert_eq!(fin_past_hole(Policy::FIXED), b"firstsecond".to_vec());
+        let r7 = Policy {
+            fin_past_hole_accepted: true,
+            ..Policy::FIXED
+        };
+        assert_eq!(fin_past_hole(r7), b"first".to_vec());
+    }
+
+    // R8: rst_frees_unread_data -------------------------------------------------------------
+
+    /// The peer sends, then resets, before the application reads: what it still reads.
+    fn read_after_rst(policy: Policy) -> Vec<u8> {
+        let (mut b, mut server) = bench(policy);
+        let h = b.connect(PORT);
+        b.exchange();
+        settle(&mut b);
+        let mut client = accepted(&mut b, &mut server);
+        b.peer_send(h, b"last words");
+        b.exchange();
+        b.peer(h).abort();
+        b.exchange();
+        settle(&mut b);
+        read_all(&mut b, &mut client)
+    }
+
+    #[test]
+    fn r8_rst_frees_unread_data_fixed_keeps_it() {
+        assert_eq!(read_after_rst(Policy::FIXED), b"last words".to_vec());
+        let r8 = Policy {
+            rst_frees_unread_data: true,
+            ..Policy::FIXED
+        };
+        assert_eq!(read_after_rst(r8), vec![]);
+    }
+
+    // R10: pool_overflow --------------------------------------------------------------------
+
+    /// Two server slots held by live connections, a third peer connects: the TCP states of the
+    /// first and the third.
+    fn third_connection(policy: Policy) -> (State, State) {
+        let config = DeviceConfig {
+            pool_size: 3,
+            pool_reserved: 1,
+            backlog: 4,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let (mut b, _server) = bench_with(policy, config);
+        let first = b.connect(PORT);
+        b.exchange();
+        let _second = b.connect(PORT);
+        b.exchange();
+        let third = b.connect(PORT);
+        b.exchange();
+        (b.peer(first).state(), b.peer(third).state())
+    }
+
+    #[test]
+    fn r10_a_full_pool_evicts_the_oldest_fixed_refuses_the_newcomer() {
+        assert_eq!(
+            third_connection(Policy::FIXED),
+            (State::Established, State::Closed)
+        );
+        let r10 = Policy {
+            pool_overflow: PoolOverflow::EvictOldest,
+            ..Policy::FIXED
+        };
+        assert_eq!(
+            third_connection(r10),
+            (State::Closed, State::Established)
         );
     }
 }
