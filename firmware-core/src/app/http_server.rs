@@ -90,7 +90,9 @@ impl App for HttpServer {
                 w.client.stop(dev);
                 sink.app_event(AppEvent::Closed { conn: w.conn });
                 *slot = None;
-            } else if !w.client.connected(dev) {
+            } else if w.read == 0 && !w.client.connected(dev) {
+                // Ended before a request came (a half-closed client with its request in still
+                // gets the answer).
                 sink.app_event(AppEvent::Disconnected { conn: w.conn });
                 *slot = None;
             }
