@@ -63,9 +63,7 @@ impl Device {
             reinject: None,
             held_replies: Vec::new(),
             // R7: the policy's switch, read here once.
-            fin_past_hole: policy
-                .fin_past_hole_accepted
-                .then(FinPastHole::default),
+            fin_past_hole: policy.fin_past_hole_accepted.then(FinPastHole::default),
         }
     }
 

@@ -860,9 +860,9 @@ impl Hal {
     fn read_gate(&self, slot: &Slot) -> bool {
         match self.policy.eof_rule {
             EofRule::AfterData => false,
-            EofRule::AtPeerFin => slot.handle.is_none_or(|h| {
-                peer_closed(self.sockets.get::<tcp::Socket>(h).state())
-            }),
+            EofRule::AtPeerFin => slot
+                .handle
+                .is_none_or(|h| peer_closed(self.sockets.get::<tcp::Socket>(h).state())),
             EofRule::AtCloseNotice => slot.closed_flag,
         }
     }

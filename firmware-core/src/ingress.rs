@@ -77,7 +77,10 @@ impl FinPastHole {
             return None;
         }
         let (ip_len, tcp_len) = (ip.header_len() as usize, tcp.header_len() as usize);
-        let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+        let (src, dst) = (
+            IpAddress::Ipv4(ip.src_addr()),
+            IpAddress::Ipv4(ip.dst_addr()),
+        );
         self.packet.clear();
         self.packet.extend_from_slice(&packet[..ip_len + tcp_len]);
         let mut ip = Ipv4Packet::new_unchecked(&mut self.packet[..]);

@@ -38,7 +38,7 @@ pub use policy::{
     ConfigError, ConnectedRule, DeviceConfig, EofRule, Policy, PoolOverflow, RxCopy,
     StopWithUnread, SynOverflow,
 };
-pub use stacks::{StackPreset, STACKS};
 /// The smoltcp the device runs, so hosts build links and peers from the same types.
 pub use smoltcp;
+pub use stacks::{StackPreset, STACKS};
 pub use wiring::{TcpClient, TcpServer};

@@ -1335,9 +1335,6 @@ mod rule_tests {
             pool_overflow: PoolOverflow::EvictOldest,
             ..Policy::FIXED
         };
-        assert_eq!(
-            third_connection(r10),
-            (State::Closed, State::Established)
-        );
+        assert_eq!(third_connection(r10), (State::Closed, State::Established));
     }
 }

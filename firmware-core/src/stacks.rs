@@ -31,6 +31,8 @@ const FIXED_DEVICE: DeviceConfig = DeviceConfig {
 
 /// ESP8266 Arduino core on lwIP 2 (`MEMP_NUM_TCP_PCB` 5, listen backlog 5 since #7096,
 /// `TCP_WND` 2 x 1460); lwIP's callbacks run in the same task as `loop()`, so no notice delay.
+/// lwIP acknowledges a FIN at once (`tcp_ack_now`), and these reports' peers send one segment
+/// and a FIN: no delayed ACK.
 const ESP8266_DEVICE: DeviceConfig = DeviceConfig {
     pool_size: 5,
     pool_reserved: 0,
@@ -40,7 +42,7 @@ const ESP8266_DEVICE: DeviceConfig = DeviceConfig {
     tx_buffer_size: 2920,
     worker_delay_min_us: 0,
     worker_delay_max_us: 0,
-    ack_delay_ms: 250,
+    ack_delay_ms: 0,
     keep_alive_ms: 0,
 };
 
@@ -103,7 +105,7 @@ pub const STACKS: [StackPreset; 9] = [
             tx_buffer_size: 5744,
             worker_delay_min_us: 0,
             worker_delay_max_us: 100,
-            ack_delay_ms: 250,
+            ack_delay_ms: 0,
             keep_alive_ms: 0,
         },
         source: "espressif/arduino-esp32 #8042 (R2, 2.0.6; closed as wontfix)",

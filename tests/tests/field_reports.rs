@@ -50,7 +50,10 @@ fn esp8266_2569_data_vanishes_before_the_poll() {
         buggy.tested()
     );
     let reset_after_poll = rows(&buggy).filter(|r| r.device.accepted && r.reset_seen);
-    assert!(reset_after_poll.count() > 0, "R5: a taken connection's FIN gets an RST");
+    assert!(
+        reset_after_poll.count() > 0,
+        "R5: a taken connection's FIN gets an RST"
+    );
     sweep("esp8266-2569", PolicyName::Fixed, &[]).assert_no_silent_loss();
 }
 
@@ -63,7 +66,10 @@ fn esp8266_6701_connected_loop_loses_the_tail() {
     let buggy = sweep("esp8266-6701", PolicyName::Esp8266Arduino27, &sets);
     for r in rows(&buggy) {
         assert_eq!(r.verdict, Verdict::DataSilentlyLost, "{r:?}");
-        assert!(r.device.bytes_read > 0 && r.device.bytes_read < 2048, "{r:?}");
+        assert!(
+            r.device.bytes_read > 0 && r.device.bytes_read < 2048,
+            "{r:?}"
+        );
     }
     sweep("esp8266-6701", PolicyName::Fixed, &sets).assert_no_silent_loss();
 }
@@ -80,7 +86,10 @@ fn esp32_8042_only_the_first_client_is_processed() {
         lost * 2 >= tested,
         "clients 2-3 of each burst: {lost} of {tested}"
     );
-    assert!(count(&buggy, Verdict::Delivered) > 0, "the first one is served");
+    assert!(
+        count(&buggy, Verdict::Delivered) > 0,
+        "the first one is served"
+    );
     sweep("esp32-8042", PolicyName::Fixed, &sets).assert_no_silent_loss();
 }
 
@@ -109,9 +118,16 @@ fn photon_660_simultaneous_clients_lose_messages() {
     let buggy = sweep("photon-660", PolicyName::Photon04, &sets);
     assert!(buggy.violations() > 0);
     assert!(count(&buggy, Verdict::Delivered) > 0);
-    assert!(count(&buggy, Verdict::RefusedVisibly) > 0, "some peers time out");
+    assert!(
+        count(&buggy, Verdict::RefusedVisibly) > 0,
+        "some peers time out"
+    );
     // PR #1350's pool of 10, and a backlog that holds the burst.
-    let fixed = sweep("photon-660", PolicyName::Fixed, &["peer.0.count=12", "device.backlog=9"]);
+    let fixed = sweep(
+        "photon-660",
+        PolicyName::Fixed,
+        &["peer.0.count=12", "device.backlog=9"],
+    );
     fixed.assert_no_silent_loss();
     assert_eq!(count(&fixed, Verdict::Delivered), fixed.tested() as usize);
 }
@@ -126,7 +142,10 @@ fn smoltcp_111_fin_past_a_hole_ends_the_stream_early() {
     assert!(!lost.is_empty());
     for r in lost {
         assert!(r.device.bytes_read < r.bytes_sent, "{r:?}");
-        assert!(r.device.app_disconnected, "the reader saw end of stream: {r:?}");
+        assert!(
+            r.device.app_disconnected,
+            "the reader saw end of stream: {r:?}"
+        );
     }
     let fixed = sweep("smoltcp-111", PolicyName::Fixed, &sets);
     fixed.assert_no_silent_loss();
@@ -177,9 +196,16 @@ fn bk72xx_2191_dropped_syns_add_a_second() {
     buggy.assert_no_silent_loss();
     let mut delayed = 0;
     for run in &buggy.runs {
-        for r in run.rows.iter().filter(|r| r.device.syn_dropped > 0 && r.established) {
+        for r in run
+            .rows
+            .iter()
+            .filter(|r| r.device.syn_dropped > 0 && r.established)
+        {
             let t = times[&(run.seed, r.peer_port)];
-            assert!(t >= 1_000_000, "a dropped SYN costs its retransmission: {t} us");
+            assert!(
+                t >= 1_000_000,
+                "a dropped SYN costs its retransmission: {t} us"
+            );
             delayed += 1;
         }
     }
@@ -193,5 +219,8 @@ fn bk72xx_2191_dropped_syns_add_a_second() {
     let (times, fixed) = handshake_times(&fixed);
     fixed.assert_no_silent_loss();
     assert!(rows(&fixed).all(|r| r.device.syn_dropped == 0));
-    assert!(times.values().all(|t| *t < 20_000), "one round trip (5 ms): {times:?}");
+    assert!(
+        times.values().all(|t| *t < 20_000),
+        "one round trip (5 ms): {times:?}"
+    );
 }

@@ -73,9 +73,7 @@ impl RuleOverrides {
             .pre_accept_data_discarded
             .unwrap_or(p.pre_accept_data_discarded);
         p.fin_answered_with_rst = o.fin_answered_with_rst.unwrap_or(p.fin_answered_with_rst);
-        p.fin_past_hole_accepted = o
-            .fin_past_hole_accepted
-            .unwrap_or(p.fin_past_hole_accepted);
+        p.fin_past_hole_accepted = o.fin_past_hole_accepted.unwrap_or(p.fin_past_hole_accepted);
         p.rst_frees_unread_data = o.rst_frees_unread_data.unwrap_or(p.rst_frees_unread_data);
         p.pool_overflow = o.pool_overflow.unwrap_or(p.pool_overflow);
         p
@@ -109,13 +107,19 @@ mod tests {
             ConnectedRule::OpenOnly
         );
         assert!(RuleOverrides::default().is_empty());
-        assert_eq!(RuleOverrides::default().apply(Policy::LEGACY), Policy::LEGACY);
+        assert_eq!(
+            RuleOverrides::default().apply(Policy::LEGACY),
+            Policy::LEGACY
+        );
     }
 
     #[test]
     fn unknown_rules_and_values_fail() {
         let e = toml::from_str::<RuleOverrides>("fin_past_hole = true").unwrap_err();
-        assert!(e.to_string().contains("unknown field `fin_past_hole`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown field `fin_past_hole`"),
+            "{e}"
+        );
         let e = toml::from_str::<RuleOverrides>("eof_rule = \"never\"").unwrap_err();
         assert!(e.to_string().contains("never"), "{e}");
     }
