@@ -3,6 +3,7 @@
 //! stack's immediate answer to a packet waits until the device has looked at the sockets, and
 //! an older stack's acceptance of a FIN beyond a sequence hole (R7, [`FinPastHole`]).
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use smoltcp::phy::{self, DeviceCapabilities, RxToken, TxToken};
@@ -45,13 +46,17 @@ pub(crate) fn tcp_seq(packet: &[u8]) -> Option<u32> {
 pub(crate) struct FinPastHole {
     /// The peer and the next sequence number the stack expects, per connection it may read.
     pub expected: Vec<(IpEndpoint, u32)>,
-    /// Peers whose FIN was taken past a hole.
-    closed: Vec<IpEndpoint>,
+    /// Peers whose FIN was taken past a hole, the most recent [`FinPastHole::REMEMBERED`].
+    closed: VecDeque<IpEndpoint>,
     /// The rewritten segment.
     packet: Vec<u8>,
 }
 
 impl FinPastHole {
+    /// How many such peers are remembered (their late segments dropped): peers do not reuse a
+    /// port for tens of thousands of connections, and retransmissions stop long before.
+    const REMEMBERED: usize = 1024;
+
     /// What the old receive path makes of `packet`: `None` passes it unchanged, an empty slice
     /// drops it, otherwise the rewritten segment.
     fn rewrite(&mut self, packet: &[u8]) -> Option<&[u8]> {
@@ -89,7 +94,10 @@ impl FinPastHole {
         let mut tcp = TcpPacket::new_unchecked(&mut self.packet[ip_len..]);
         tcp.set_seq_number(TcpSeqNumber(expected as i32));
         tcp.fill_checksum(&src, &dst);
-        self.closed.push(remote);
+        if self.closed.len() == Self::REMEMBERED {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(remote);
         Some(&self.packet)
     }
 }

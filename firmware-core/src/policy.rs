@@ -130,11 +130,12 @@ pub struct Policy {
     pub eof_rule: EofRule,
     /// R3 (true) / F3 (false): a connection not yet taken by `accept` has no receive handler;
     /// the stack acknowledges and frees its data and answers its FIN by closing (lwIP
-    /// `tcp_recv_null`, ESP8266 Arduino 2.6 after #6887) (`hal::Hal::discard_unclaimed`).
+    /// `tcp_recv_null`, ESP8266 Arduino git after #6887) (`hal::Hal::observe`, which hands such
+    /// connections to `discard_unclaimed`).
     pub pre_accept_data_discarded: bool,
     /// R5 (true) / fixed (false): the peer's FIN on an accepted connection is answered with RST
     /// instead of entering CLOSE-WAIT (ESP8266 `ClientContext::_recv(pb == NULL)` calling
-    /// `abort()`); data received before it stays readable (`hal::Hal::observe`).
+    /// `abort()`); data received before it stays readable (`hal::Hal::observe_data_and_close`).
     pub fin_answered_with_rst: bool,
     /// R7 (true) / fixed (false): a FIN in a segment beyond a sequence hole is accepted, the
     /// socket enters CLOSE-WAIT and the missing data is never delivered (smoltcp 0.4, issue
@@ -142,7 +143,8 @@ pub struct Policy {
     /// it (`ingress::FinPastHole`, switched on in `Device::new`).
     pub fin_past_hole_accepted: bool,
     /// R8 (true) / fixed (false): the peer's RST frees received data the application has not
-    /// read yet (`hal::Hal::observe`); fixed keeps it readable, then reports the reset.
+    /// read yet (`hal::Hal::observe_data_and_close`); fixed keeps it readable, then reports the
+    /// reset.
     pub rst_frees_unread_data: bool,
     /// R10 / fixed.
     pub pool_overflow: PoolOverflow,
