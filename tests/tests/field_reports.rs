@@ -62,8 +62,7 @@ fn esp8266_2569_data_vanishes_before_the_poll() {
 /// sender.
 #[test]
 fn esp8266_6701_connected_loop_loses_the_tail() {
-    let sets: [&str; 0] = [];
-    let buggy = sweep("esp8266-6701", PolicyName::Esp8266Arduino27, &sets);
+    let buggy = sweep("esp8266-6701", PolicyName::Esp8266Arduino27, &[]);
     for r in rows(&buggy) {
         assert_eq!(r.verdict, Verdict::DataSilentlyLost, "{r:?}");
         assert!(
@@ -71,15 +70,14 @@ fn esp8266_6701_connected_loop_loses_the_tail() {
             "{r:?}"
         );
     }
-    sweep("esp8266-6701", PolicyName::Fixed, &sets).assert_no_silent_loss();
+    sweep("esp8266-6701", PolicyName::Fixed, &[]).assert_no_silent_loss();
 }
 
 /// espressif/arduino-esp32 #8042: three clients at once, served one at a time; the second and
 /// third are dequeued after their FIN, `if (client)` is false, their data is never read.
 #[test]
 fn esp32_8042_only_the_first_client_is_processed() {
-    let sets: [&str; 0] = [];
-    let buggy = sweep("esp32-8042", PolicyName::Esp32Arduino20, &sets);
+    let buggy = sweep("esp32-8042", PolicyName::Esp32Arduino20, &[]);
     let lost = count(&buggy, Verdict::NeverAccepted) + count(&buggy, Verdict::DataSilentlyLost);
     let tested = buggy.tested() as usize;
     assert!(
@@ -90,15 +88,14 @@ fn esp32_8042_only_the_first_client_is_processed() {
         count(&buggy, Verdict::Delivered) > 0,
         "the first one is served"
     );
-    sweep("esp32-8042", PolicyName::Fixed, &sets).assert_no_silent_loss();
+    sweep("esp32-8042", PolicyName::Fixed, &[]).assert_no_silent_loss();
 }
 
 /// particle-iot/device-os #896: the remote-close notice overtakes the reader; the bytes still
 /// in the modem are never returned. The reader got the first part, not the last.
 #[test]
 fn electron_896_the_last_chunk_is_dropped() {
-    let sets: [&str; 0] = [];
-    let buggy = sweep("electron-896", PolicyName::Electron05, &sets);
+    let buggy = sweep("electron-896", PolicyName::Electron05, &[]);
     let lost: Vec<&ConnReport> = rows(&buggy)
         .filter(|r| r.verdict == Verdict::DataSilentlyLost)
         .collect();
@@ -108,15 +105,14 @@ fn electron_896_the_last_chunk_is_dropped() {
         "mostly the first part arrives, the tail does not: {truncated} of {}",
         lost.len()
     );
-    sweep("electron-896", PolicyName::Fixed, &sets).assert_no_silent_loss();
+    sweep("electron-896", PolicyName::Fixed, &[]).assert_no_silent_loss();
 }
 
 /// particle-iot/device-os #660: six clients at once against a serial server on the Photon:
 /// some messages are handled, others lost without a trace, some peers time out.
 #[test]
 fn photon_660_simultaneous_clients_lose_messages() {
-    let sets: [&str; 0] = [];
-    let buggy = sweep("photon-660", PolicyName::Photon04, &sets);
+    let buggy = sweep("photon-660", PolicyName::Photon04, &[]);
     assert!(buggy.violations() > 0);
     assert!(count(&buggy, Verdict::Delivered) > 0);
     assert!(
@@ -133,8 +129,7 @@ fn photon_660_simultaneous_clients_lose_messages() {
 /// reader gets the first segment, then end of stream.
 #[test]
 fn smoltcp_111_fin_past_a_hole_ends_the_stream_early() {
-    let sets: [&str; 0] = [];
-    let buggy = sweep("smoltcp-111", PolicyName::Smoltcp04, &sets);
+    let buggy = sweep("smoltcp-111", PolicyName::Smoltcp04, &[]);
     let lost: Vec<&ConnReport> = rows(&buggy).filter(|r| r.verdict.is_violation()).collect();
     assert!(!lost.is_empty());
     for r in lost {
@@ -144,7 +139,7 @@ fn smoltcp_111_fin_past_a_hole_ends_the_stream_early() {
             "the reader saw end of stream: {r:?}"
         );
     }
-    let fixed = sweep("smoltcp-111", PolicyName::Fixed, &sets);
+    let fixed = sweep("smoltcp-111", PolicyName::Fixed, &[]);
     fixed.assert_no_silent_loss();
     assert_eq!(count(&fixed, Verdict::Delivered), fixed.tested() as usize);
 }
