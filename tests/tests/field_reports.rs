@@ -20,7 +20,7 @@ fn scenario(name: &str) -> Sim {
     Sim::from_file(path).expect("the field scenario loads")
 }
 
-/// A sweep of `name` under `policy`, with `sets` applied (to keep the suite short).
+/// A sweep of `name` under `policy` over the 50 seeds, with `sets` applied.
 fn sweep(name: &str, policy: PolicyName, sets: &[&str]) -> SweepReport {
     let mut sim = scenario(name).policy(policy);
     for set in sets {
