@@ -250,6 +250,8 @@ impl Replay {
 pub(crate) struct Prepared {
     pub(crate) scenario: Scenario,
     pub(crate) policy: Policy,
+    /// The rules came from [`crate::Sim::rules`], not from the scenario.
+    pub(crate) rules_override: bool,
     pub(crate) app: AppFactory,
     pub(crate) replay: Replay,
 }
@@ -283,6 +285,7 @@ impl Prepared {
         });
         Ok(Prepared {
             policy: rules.unwrap_or_else(|| s.policy()),
+            rules_override: rules.is_some(),
             scenario: s,
             app,
             replay,
@@ -319,7 +322,10 @@ impl RunCore {
         let config = &prep.scenario;
         let label = RunLabel {
             scenario: config.name.clone(),
-            policy: prep.policy.name().into(),
+            policy: match prep.rules_override {
+                true => prep.policy.name().into(),
+                false => config.policy_label(),
+            },
             preset: config.link.preset.name().into(),
             backend: backend.into(),
         };

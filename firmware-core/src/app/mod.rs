@@ -10,13 +10,17 @@ use crate::event::AppEventSink;
 use crate::wiring::TcpClient;
 use crate::{AppEvent, ConnId};
 
+mod connected_reader;
 mod echo;
 mod forum;
+mod http_server;
 mod multi_client;
 mod server_closes;
 
+pub use connected_reader::ConnectedReader;
 pub use echo::Echo;
 pub use forum::ForumSketch;
+pub use http_server::HttpServer;
 pub use multi_client::MultiClientReceiver;
 pub use server_closes::ServerCloses;
 
