@@ -68,9 +68,12 @@ fn candidates(s: &Scenario) -> Vec<Candidate> {
         let bytes = w.payload_hex.split_whitespace().collect::<String>();
         if bytes.len() > 2 {
             let half = &bytes[..(bytes.len() / 4).max(1) * 2];
-            push(format!("peer[{i}].payload_hex = {half}"), &|c| {
-                c.peer[i].payload_hex = half.to_string();
-            });
+            push(
+                format!("peer[{i}].payload_hex: {} bytes", half.len() / 2),
+                &|c| {
+                    c.peer[i].payload_hex = half.to_string();
+                },
+            );
         }
         if w.stream_bytes > 1024 {
             push(

@@ -249,7 +249,8 @@ struct SweepArgs {
     /// Seeds: N (1..=N), A..B, or a,b,c.
     #[arg(long, default_value = "100")]
     seeds: String,
-    /// A stack preset (see `fwsim run --help`), or both (legacy and fixed).
+    /// A stack preset (see `fwsim run --help`), or both: the scenario's own rules and fixed
+    /// (legacy and fixed when the scenario runs fixed).
     #[arg(long, default_value = "both", value_parser = sweep_policies())]
     policy: String,
     /// A preset name, or `all` for ideal, wlan-good, wlan-busy and wlan-bad.
