@@ -44,23 +44,25 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// One smoltcp interface of a bare baseline, at `addr`.
+fn bare_interface(addr: Ipv4Address, seed: u64, wire: &mut WireEnd) -> Interface {
+    let mut cfg = Config::new(HardwareAddress::Ip);
+    cfg.random_seed = seed;
+    let mut iface = Interface::new(cfg, wire, Instant::ZERO);
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 24));
+    });
+    iface
+}
+
 /// The baseline: two smoltcp interfaces back to back, same buffer sizes as the simulated device
 /// (4 KiB receive) and peer (64 KiB send), the receiver reading at most `read_chunk` bytes per
 /// 100 us step. Returns (bytes, packets).
 fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
     let (mut a_to_b, mut b_to_a) = (VecDeque::new(), VecDeque::new());
-    let mk = |addr: Ipv4Address, seed: u64, w: &mut WireEnd| {
-        let mut cfg = Config::new(HardwareAddress::Ip);
-        cfg.random_seed = seed;
-        let mut iface = Interface::new(cfg, w, Instant::ZERO);
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 24));
-        });
-        iface
-    };
     let (da, pa) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
-    let mut dev = mk(da, 1, &mut WireEnd::new(&mut a_to_b, &mut b_to_a));
-    let mut peer = mk(pa, 2, &mut WireEnd::new(&mut b_to_a, &mut a_to_b));
+    let mut dev = bare_interface(da, 1, &mut WireEnd::new(&mut a_to_b, &mut b_to_a));
+    let mut peer = bare_interface(pa, 2, &mut WireEnd::new(&mut b_to_a, &mut a_to_b));
     let mut dsock = SocketSet::new(vec![]);
     let mut psock = SocketSet::new(vec![]);
     let mut l = tcp::Socket::new(
@@ -116,18 +118,9 @@ fn bare_smoltcp_transfer_counted(bytes: u64, read_chunk: usize) -> (u64, u64) {
 /// Returns the packets exchanged.
 fn bare_smoltcp_connections(count: u16) -> u64 {
     let (mut a_to_b, mut b_to_a) = (VecDeque::new(), VecDeque::new());
-    let mk = |addr: Ipv4Address, seed: u64, w: &mut WireEnd| {
-        let mut cfg = Config::new(HardwareAddress::Ip);
-        cfg.random_seed = seed;
-        let mut iface = Interface::new(cfg, w, Instant::ZERO);
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 24));
-        });
-        iface
-    };
     let (da, pa) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
-    let mut dev = mk(da, 1, &mut WireEnd::new(&mut a_to_b, &mut b_to_a));
-    let mut peer = mk(pa, 2, &mut WireEnd::new(&mut b_to_a, &mut a_to_b));
+    let mut dev = bare_interface(da, 1, &mut WireEnd::new(&mut a_to_b, &mut b_to_a));
+    let mut peer = bare_interface(pa, 2, &mut WireEnd::new(&mut b_to_a, &mut a_to_b));
     let (mut dsock, mut psock) = (SocketSet::new(vec![]), SocketSet::new(vec![]));
     let mut packets = 0u64;
     let mut now = Instant::ZERO;
@@ -148,9 +141,11 @@ fn bare_smoltcp_connections(count: u16) -> u64 {
         let ch = psock.add(c);
         let (mut sent, mut closed) = (false, false);
         loop {
-            packets += (a_to_b.len() + b_to_a.len()) as u64;
+            // Each poll drains what it was sent: count what each side leaves for the other.
             peer.poll(now, &mut WireEnd::new(&mut b_to_a, &mut a_to_b), &mut psock);
+            packets += a_to_b.len() as u64;
             dev.poll(now, &mut WireEnd::new(&mut a_to_b, &mut b_to_a), &mut dsock);
+            packets += b_to_a.len() as u64;
             let cs = psock.get_mut::<tcp::Socket>(ch);
             if !sent && cs.may_send() {
                 cs.send_slice(&[0xaa; 9]).unwrap();

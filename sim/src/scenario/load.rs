@@ -322,6 +322,27 @@ mod tests {
     use super::*;
     use crate::scenario::SetFlag;
 
+    /// The turmoil tick lines up with tokio's millisecond timers: the exact tick rounds down
+    /// to one that does, and a tick set by hand that does not is an error naming the field.
+    #[test]
+    fn turmoil_ticks_line_up_with_milliseconds() {
+        use crate::scenario::tick_is_aligned;
+        for preset in ["ideal", "wlan-good", "wlan-busy", "wlan-bad"] {
+            let text = format!("name = \"t\"\n[device]\napp = \"forum\"\n[link]\npreset = \"{preset}\"\n[[peer]]\nkind = \"nc\"\n");
+            let s = parse("t.toml", &text, &[]).unwrap();
+            let tick = s.turmoil_tick();
+            assert!(tick_is_aligned(tick.tick_us), "{preset}: {tick:?}");
+            assert_eq!(tick.exact, preset != "ideal", "{preset}: {tick:?}");
+            assert!(tick.tick_us <= s.link.uplink.min_one_way_delay_us() || !tick.exact);
+        }
+        let text = "name = \"t\"\nturmoil_tick_us = 1500\n[device]\napp = \"forum\"\n[[peer]]\nkind = \"nc\"\n";
+        let err = parse("t.toml", text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("turmoil_tick_us") && err.contains("1500"),
+            "{err}"
+        );
+    }
+
     const MINIMAL: &str = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 2\n";
 
     fn sets(list: &[&str]) -> Vec<Set> {

@@ -482,11 +482,28 @@ pub struct TurmoilTick {
 /// The tick when the link from the device to the peer can be instant (no exact tick exists).
 pub const APPROXIMATE_TICK_US: u64 = 100;
 
+/// A tick every host's timers agree with: tokio's timers have millisecond resolution, so a
+/// sleeping host wakes on a millisecond boundary, which must also be a step boundary. A tick
+/// divides 1000 us or is a whole number of milliseconds.
+pub fn tick_is_aligned(tick_us: u64) -> bool {
+    tick_us > 0 && (1000 % tick_us == 0 || tick_us % 1000 == 0)
+}
+
+/// The largest aligned tick no larger than `us` (at least 1 us).
+fn aligned_tick_at_most(us: u64) -> u64 {
+    if us >= 1000 {
+        us / 1000 * 1000
+    } else {
+        (1..=us.max(1)).rev().find(|&t| 1000 % t == 0).unwrap_or(1)
+    }
+}
+
 impl Scenario {
     /// The turmoil tick: `turmoil_tick_us` if set, else the minimum one-way delay from the
     /// device to the peer, the lookahead of conservative parallel simulation (a packet the
     /// device sends in one step then reaches the peer no earlier than the next, when the peer
-    /// runs first). A link with no minimum delay (the `ideal` preset) has no exact tick;
+    /// runs first), rounded down to an aligned tick ([`tick_is_aligned`]): 50 us on
+    /// `wlan-good`. A link with no minimum delay (the `ideal` preset) has no exact tick;
     /// [`APPROXIMATE_TICK_US`] is used and the report says so.
     pub fn turmoil_tick(&self) -> TurmoilTick {
         let lookahead_us = self.link.uplink.min_one_way_delay_us();
@@ -496,7 +513,7 @@ impl Scenario {
                 exact: false,
             },
             0 => TurmoilTick {
-                tick_us: lookahead_us.min(1_000_000),
+                tick_us: aligned_tick_at_most(lookahead_us.min(1_000_000)),
                 exact: true,
             },
             tick_us => TurmoilTick {
@@ -562,6 +579,17 @@ impl Scenario {
             if let Err((field, e)) = p.check() {
                 return bad(&format!("link.{name}.{field}"), e);
             }
+        }
+        if self.turmoil_tick_us != 0 && !tick_is_aligned(self.turmoil_tick_us) {
+            return bad(
+                "turmoil_tick_us",
+                format!(
+                    "{} does not divide 1000 and is not a multiple of 1000 (tokio's timers \
+                     have millisecond resolution, so a tick must line up with them); 0 picks \
+                     the exact tick",
+                    self.turmoil_tick_us
+                ),
+            );
         }
         if self.peer.is_empty() {
             return bad("peer", "no [[peer]] workload: nothing would connect".into());
