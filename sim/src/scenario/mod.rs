@@ -486,7 +486,7 @@ pub const APPROXIMATE_TICK_US: u64 = 100;
 /// sleeping host wakes on a millisecond boundary, which must also be a step boundary. A tick
 /// divides 1000 us or is a whole number of milliseconds.
 pub fn tick_is_aligned(tick_us: u64) -> bool {
-    tick_us > 0 && (1000 % tick_us == 0 || tick_us % 1000 == 0)
+    tick_us > 0 && (1000u64.is_multiple_of(tick_us) || tick_us.is_multiple_of(1000))
 }
 
 /// The largest aligned tick no larger than `us` (at least 1 us).
@@ -494,7 +494,7 @@ fn aligned_tick_at_most(us: u64) -> u64 {
     if us >= 1000 {
         us / 1000 * 1000
     } else {
-        (1..=us.max(1)).rev().find(|&t| 1000 % t == 0).unwrap_or(1)
+        (1..=us.max(1)).rev().find(|&t| 1000u64.is_multiple_of(t)).unwrap_or(1)
     }
 }
 
