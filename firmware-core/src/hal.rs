@@ -57,12 +57,15 @@ impl core::error::Error for SockError {}
 pub enum ListenError {
     /// Port 0 cannot be listened on.
     Unaddressable,
+    /// `max_servers` servers already listen (WICED's `WICED_MAXIMUM_NUMBER_OF_SERVERS`).
+    TooManyServers,
 }
 
 impl core::fmt::Display for ListenError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             ListenError::Unaddressable => "cannot listen on port 0",
+            ListenError::TooManyServers => "too many servers listening (max_servers)",
         })
     }
 }
@@ -130,6 +133,9 @@ struct Slot {
 struct Server {
     port: u16,
     accept_queue: VecDeque<SockId>,
+    /// `socket_close` on the server: it listens no more and its id is never reused (the
+    /// application may still hold it).
+    stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -194,15 +200,49 @@ impl Hal {
         if port == 0 {
             return Err(ListenError::Unaddressable);
         }
-        if let Some(i) = self.servers.iter().position(|s| s.port == port) {
+        if let Some(i) = self.server_on(port) {
             return Ok(ServerId(i as u32));
+        }
+        if self.servers.iter().filter(|s| !s.stopped).count() >= self.config.max_servers {
+            return Err(ListenError::TooManyServers);
         }
         self.servers.push(Server {
             port,
             accept_queue: VecDeque::new(),
+            stopped: false,
         });
         self.rearm_listeners();
         Ok(ServerId(self.servers.len() as u32 - 1))
+    }
+
+    /// The running server listening on `port`.
+    fn server_on(&self, port: u16) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|s| !s.stopped && s.port == port)
+    }
+
+    /// `socket_close` on a server socket: its listeners and the connections not yet accepted
+    /// are aborted (their slots are freed after the RST went out); accepted connections stay
+    /// with the application. The port is free again at once.
+    pub(crate) fn stop_server(&mut self, server: ServerId) {
+        let Some(s) = self.servers.get_mut(server.0 as usize) else {
+            return;
+        };
+        if s.stopped {
+            return;
+        }
+        s.stopped = true;
+        s.accept_queue.clear();
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.server != server.0 || slot.role == Role::Accepted || slot.released {
+                continue;
+            }
+            if let Some(handle) = slot.handle {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            }
+            slot.released = true;
+        }
     }
 
     /// `socket_accept` / `next_accept`: pops the next queued connection without looking at it
@@ -229,6 +269,9 @@ impl Hal {
     /// or queued) per server, and no more stack sockets than the pool has slots for.
     pub(crate) fn rearm_listeners(&mut self) {
         for server in 0..self.servers.len() as u32 {
+            if self.servers[server as usize].stopped {
+                continue;
+            }
             loop {
                 let mut pending = 0;
                 let mut in_pool = 0;
@@ -331,7 +374,7 @@ impl Hal {
 
     /// What to do with a SYN from `remote` to `port` before the stack sees it.
     pub(crate) fn syn_admission(&self, remote: IpEndpoint, port: u16) -> SynAdmission {
-        let Some(server) = self.servers.iter().position(|s| s.port == port) else {
+        let Some(server) = self.server_on(port) else {
             return SynAdmission::Pass;
         };
         let server = server as u32;

@@ -201,6 +201,13 @@ pub struct DeviceConfig {
         serde(deserialize_with = "crate::range::u64_in::<_, 0, 7200000>")
     )]
     pub keep_alive_ms: u64,
+    /// Servers listening at once (WICED's `WICED_MAXIMUM_NUMBER_OF_SERVERS`: 5); one more
+    /// `TCPServer::begin()` fails. Range: 1..=64.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 64>")
+    )]
+    pub max_servers: usize,
 }
 
 /// A rule between [`DeviceConfig`] fields that [`DeviceConfig::check`] found broken.
@@ -256,6 +263,7 @@ impl DeviceConfig {
         worker_delay_max_us: 500,
         ack_delay_ms: 250,
         keep_alive_ms: 0,
+        max_servers: 5,
     };
 
     /// The defaults that go with a policy: the fixed firmware raised the pool to 10 (PR #1350)

@@ -10,15 +10,19 @@ use crate::event::AppEventSink;
 use crate::wiring::TcpClient;
 use crate::{AppEvent, ConnId};
 
+mod control;
 mod echo;
 mod forum;
 mod multi_client;
 mod server_closes;
+mod tcp_server;
 
+pub use control::{ControlReply, ControlRequest};
 pub use echo::Echo;
 pub use forum::ForumSketch;
 pub use multi_client::MultiClientReceiver;
 pub use server_closes::ServerCloses;
+pub use tcp_server::{Server, ServerKind, ServerManager};
 
 /// A firmware application.
 pub trait App {
@@ -32,6 +36,17 @@ pub trait App {
     /// default, false, keeps every iteration.
     fn idle(&self, _dev: &Device) -> bool {
         false
+    }
+    /// Answers a control request of the host (the vendor test app's USB requests). Apps
+    /// without a control handler answer every request with an error.
+    fn control(
+        &mut self,
+        _now: Instant,
+        _dev: &mut Device,
+        _request: &ControlRequest<'_>,
+        _sink: &mut dyn AppEventSink,
+    ) -> ControlReply {
+        ControlReply::Error("this app has no control handler".into())
     }
 }
 
