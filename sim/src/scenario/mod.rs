@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use firmware_core::app::{App, Echo, ForumSketch, MultiClientReceiver, ServerCloses};
+use firmware_core::app::{
+    App, Echo, ForumSketch, MultiClientReceiver, ServerCloses, ServerManager,
+};
 use firmware_core::range::{u16_in, u64_in, usize_in};
 use firmware_core::smoltcp::time::Duration;
 use firmware_core::{DeviceConfig, Policy};
@@ -139,6 +141,9 @@ pub enum AppName {
     ServerCloses,
     /// Echoes what it reads.
     Echo,
+    /// Device OS's TCP server test app: no server until a control request starts one
+    /// (`fwsim serve --control`).
+    TcpServer,
 }
 
 /// The device's socket rules.
@@ -315,6 +320,7 @@ impl DeviceSpec {
             )),
             AppName::ServerCloses => Box::new(ServerCloses::new(port, self.close_after)),
             AppName::Echo => Box::new(Echo::new(port)),
+            AppName::TcpServer => Box::new(ServerManager::new()),
         }
     }
 
