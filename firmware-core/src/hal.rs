@@ -266,37 +266,76 @@ impl Hal {
     }
 
     /// Keeps listeners armed: at most `backlog` connections pending (listening, in handshake
-    /// or queued) per server, and no more stack sockets than the pool has slots for.
+    /// or queued) per server, and no more stack sockets than the pool has slots for. Armed
+    /// round by round, one listener per server and round, so every server listens before any
+    /// gets a second one from the shared pool (with one server: filled up to `backlog`).
     pub(crate) fn rearm_listeners(&mut self) {
-        for server in 0..self.servers.len() as u32 {
-            if self.servers[server as usize].stopped {
-                continue;
-            }
-            loop {
-                let mut pending = 0;
-                let mut in_pool = 0;
-                for slot in self.slots.iter().flatten() {
-                    if slot.handle.is_some() {
-                        in_pool += 1;
-                    }
-                    if slot.server == server
-                        && matches!(
-                            slot.role,
-                            Role::Listener | Role::Handshaking | Role::Completed | Role::Queued
-                        )
-                    {
-                        pending += 1;
-                    }
+        loop {
+            let mut added = false;
+            for server in 0..self.servers.len() as u32 {
+                if self.servers[server as usize].stopped {
+                    continue;
                 }
-                if pending >= self.config.backlog {
-                    break;
-                }
-                if in_pool >= self.config.server_slots() {
-                    break;
+                let (pending, in_pool) = self.pending_and_in_pool(server);
+                if pending >= self.config.backlog || in_pool >= self.config.server_slots() {
+                    continue;
                 }
                 self.add_listener(server);
+                added = true;
+            }
+            if !added {
+                break;
             }
         }
+        for server in 0..self.servers.len() as u32 {
+            if !self.servers[server as usize].stopped && self.pending_and_in_pool(server).0 == 0 {
+                self.take_spare_listener(server);
+            }
+        }
+    }
+
+    /// A server with nothing pending on a pool full of other servers' listeners takes one
+    /// from a server that has two or more: lwIP's listeners take no connection block, so one
+    /// server's backlog cannot keep another from listening at all.
+    fn take_spare_listener(&mut self, server: u32) {
+        let mut listeners = alloc::collections::BTreeMap::<u32, Vec<usize>>::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            if let Some(slot) = slot.as_ref().filter(|s| s.role == Role::Listener) {
+                listeners.entry(slot.server).or_default().push(index);
+            }
+        }
+        let Some(&index) = listeners
+            .values()
+            .find(|l| l.len() >= 2)
+            .and_then(|l| l.last())
+        else {
+            return;
+        };
+        if let Some(handle) = self.slots[index].take().and_then(|s| s.handle) {
+            self.sockets.remove(handle);
+        }
+        self.add_listener(server);
+    }
+
+    /// Connections pending at `server` (listening, in handshake or queued), and stack sockets
+    /// in the pool.
+    fn pending_and_in_pool(&self, server: u32) -> (usize, usize) {
+        let mut pending = 0;
+        let mut in_pool = 0;
+        for slot in self.slots.iter().flatten() {
+            if slot.handle.is_some() {
+                in_pool += 1;
+            }
+            if slot.server == server
+                && matches!(
+                    slot.role,
+                    Role::Listener | Role::Handshaking | Role::Completed | Role::Queued
+                )
+            {
+                pending += 1;
+            }
+        }
+        (pending, in_pool)
     }
 
     /// lwIP's `tcp_alloc` on an empty pool: kill the oldest TIME-WAIT control block, else the

@@ -154,7 +154,7 @@ pub fn join(records: &[ClientRecord], events: &[LiveEvent]) -> Result<Vec<ConnRe
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::Ipv4Addr;
 
     use firmware_core::app::RecordedKind;
     use firmware_core::smoltcp::wire::{IpAddress, IpEndpoint};
@@ -178,10 +178,10 @@ mod tests {
     }
 
     fn conn(serial: u32, port: u16) -> ConnId {
-        let addr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+        let addr = Ipv4Addr::new(10, 77, 0, 1);
         ConnId {
             serial,
-            remote: IpEndpoint::new(IpAddress::from(addr), port),
+            remote: IpEndpoint::new(IpAddress::Ipv4(addr), port),
         }
     }
 

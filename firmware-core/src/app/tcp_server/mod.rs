@@ -146,3 +146,135 @@ impl App for ServerManager {
         self.servers.is_empty() && !dev.accept_pending()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+
+    use smoltcp::socket::tcp::State;
+
+    use super::*;
+    use crate::testkit::Bench;
+    use crate::{DeviceConfig, Policy};
+
+    fn bench() -> Bench {
+        let policy = Policy::FIXED;
+        Bench::new(
+            policy,
+            DeviceConfig::for_policy(&policy),
+            Box::new(ServerManager::new()),
+        )
+    }
+
+    fn control(b: &mut Bench, request: ControlRequest<'_>) -> ControlReply {
+        b.app.control(b.now, &mut b.dev, &request, &mut b.seen)
+    }
+
+    fn start(b: &mut Bench, id: &str, kind: &str, port: u32) -> ControlReply {
+        control(b, ControlRequest::StartServer { id, kind, port })
+    }
+
+    fn echoes(b: &mut Bench, port: u16, data: &[u8]) -> bool {
+        let h = b.connect(port);
+        b.run_app(5);
+        b.peer_send(h, data);
+        b.run_app(10);
+        let mut back = [0u8; 64];
+        let n = b.peer(h).recv_slice(&mut back).unwrap_or(0);
+        b.peer(h).abort();
+        b.run_app(2);
+        &back[..n] == data
+    }
+
+    #[test]
+    fn an_echo_server_echoes_and_five_run_at_once() {
+        let mut b = bench();
+        assert_eq!(start(&mut b, "e", "EchoServer", 1234), ControlReply::Done);
+        assert!(echoes(&mut b, 1234, b"hello"));
+        for (id, port) in [("a", 2001), ("b", 2002), ("c", 2003), ("d", 2004)] {
+            assert_eq!(start(&mut b, id, "EchoServer", port), ControlReply::Done);
+        }
+        for port in [1234, 2001, 2002, 2003, 2004] {
+            assert!(echoes(&mut b, port, &port.to_be_bytes()), "port {port}");
+        }
+        assert_eq!(
+            start(&mut b, "f", "EchoServer", 2005),
+            ControlReply::Error("Unable to start server".into())
+        );
+    }
+
+    #[test]
+    fn stopping_a_server_frees_its_port() {
+        let mut b = bench();
+        assert_eq!(start(&mut b, "s", "SimpleServer", 2001), ControlReply::Done);
+        assert_eq!(
+            control(&mut b, ControlRequest::StopServer { id: "s" }),
+            ControlReply::Done
+        );
+        let h = b.connect(2001);
+        b.run_app(5);
+        assert_eq!(b.peer(h).state(), State::Closed, "a stopped port refuses");
+        assert_eq!(start(&mut b, "t", "EchoServer", 2001), ControlReply::Done);
+        assert!(echoes(&mut b, 2001, b"again"));
+    }
+
+    #[test]
+    fn bad_requests_get_the_vendor_errors() {
+        let mut b = bench();
+        let err = |s: &str| ControlReply::Error(s.into());
+        assert_eq!(start(&mut b, "", "EchoServer", 1), err("Invalid server ID"));
+        assert_eq!(
+            start(&mut b, "x", "Nope", 1),
+            err("Unknown server type: Nope")
+        );
+        assert_eq!(
+            start(&mut b, "x", "EchoServer", 0),
+            err("Unable to start server")
+        );
+        assert_eq!(
+            start(&mut b, "x", "EchoServer", 70000),
+            err("Unable to start server")
+        );
+        assert_eq!(start(&mut b, "x", "EchoServer", 5), ControlReply::Done);
+        assert_eq!(
+            start(&mut b, "x", "EchoServer", 6),
+            err("Server is already running: x")
+        );
+        assert_eq!(
+            start(&mut b, "y", "EchoServer", 5),
+            err("Unable to start server")
+        );
+        assert_eq!(
+            control(&mut b, ControlRequest::StopServer { id: "z" }),
+            err("Unknown server ID: z")
+        );
+        assert!(matches!(
+            control(&mut b, ControlRequest::FreeMemory),
+            ControlReply::FreeMemory { bytes } if bytes > 0
+        ));
+        assert_eq!(
+            control(&mut b, ControlRequest::StopServers),
+            ControlReply::Done
+        );
+        assert!(ServerManager::new().servers().is_empty());
+    }
+
+    /// The server that gives its clients up: the next accepted client destroys the previous
+    /// one, which closes (the vendor's `TcpClientClosesOnDestructionTest`).
+    #[test]
+    fn a_given_up_client_closes_when_the_next_one_arrives() {
+        let mut b = bench();
+        let kind = "TcpClientClosesOnDestructionTestServer";
+        assert_eq!(start(&mut b, "d", kind, 3000), ControlReply::Done);
+        let first = b.connect(3000);
+        b.run_app(5);
+        assert_eq!(b.peer(first).state(), State::Established);
+        let _second = b.connect(3000);
+        b.run_app(5);
+        assert!(
+            matches!(b.peer(first).state(), State::CloseWait | State::Closed),
+            "{:?}",
+            b.peer(first).state()
+        );
+    }
+}
