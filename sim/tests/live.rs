@@ -61,6 +61,30 @@ fn legacy_loses_nc_messages_silently() {
     assert!(wire_lost > 0, "serve's report: {}", served.report);
 }
 
+/// Legacy, multi-client app over the busy WLAN link model (the multi-client scenario's
+/// link), 60 `nc` sends: both failure shapes of the report's section 2, data freed unread
+/// from an accepted client, and a dead client handed out by accept (never accepted).
+#[test]
+fn legacy_multi_client_shows_both_failure_shapes() {
+    let Some(ns) = namespace("multi") else { return };
+    let args = [
+        "--app",
+        "multi-client",
+        "--policy",
+        "legacy",
+        "--link",
+        "wlan-busy",
+    ];
+    let serve = Serve::start(&ns, "fwm0", &args);
+    let records = nc_loop(&ns, 6000, 60, 100);
+    let served = serve.stop();
+    let rows = join(&records, &served.events).unwrap();
+    let s = Summary::of(&rows);
+    eprintln!("live legacy multi-client, 60 nc sends: {}", table(&rows));
+    assert!(s.silently_lost > 0, "{}", table(&rows));
+    assert!(s.never_accepted > 0, "{}", table(&rows));
+}
+
 /// Fixed, forum app: 100 `nc` sends and 50 Python sends at about 10 per second, no loss.
 #[test]
 fn fixed_loses_nothing_from_nc_or_python() {
@@ -222,4 +246,82 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(ns.links(), before, "{args:?} left an interface behind");
     }
+}
+
+/// A live capture opens in tshark and shows the host's FIN reaching the device before the
+/// application read the data (the field bug's race; under fixed the data is still read).
+#[test]
+fn live_pcap_shows_the_fin_before_the_read() {
+    let Some(ns) = namespace("pcap") else { return };
+    if std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        skipped(
+            "live_pcap_shows_the_fin_before_the_read",
+            "`tshark` is not installed",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("live.pcap");
+    let pcap_arg = pcap.to_str().unwrap();
+    let serve = Serve::start(&ns, "fwp0", &["--policy", "fixed", "--pcap", pcap_arg]);
+    let records = nc_loop(&ns, 6000, 5, 100);
+    let served = serve.stop();
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap_arg, "-T", "fields", "-e", "frame.time_epoch"])
+        .args([
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tcp.flags.fin",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The capture's clock is serve's: a packet's time is microseconds since serve started.
+    let first_read_us = |port: u16| {
+        served
+            .events
+            .iter()
+            .find(|e| e.source == "app" && e.event == "read" && e.port == port)
+            .map(|e| e.t_us)
+    };
+    let mut fins = 0;
+    let mut fin_before_read = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 4 || f[2] != "6000" || !matches!(f[3], "1" | "True") {
+            continue;
+        }
+        fins += 1;
+        let port: u16 = f[1].parse().unwrap();
+        let at_us = (f[0].parse::<f64>().unwrap() * 1e6) as i64;
+        let read_us = first_read_us(port).expect("fixed reads every message");
+        if at_us < read_us {
+            fin_before_read += 1;
+        }
+    }
+    let rows = join(&records, &served.events).unwrap();
+    eprintln!("live pcap: {fin_before_read} of {fins} FINs reached the device before the read");
+    assert_eq!(Summary::of(&rows).delivered, 5, "{}", table(&rows));
+    assert_eq!(fins, 5, "tshark shows every FIN toward the device:\n{text}");
+    assert!(
+        fin_before_read > 0,
+        "no FIN reached the device before the read:\n{text}\n{:?}",
+        served
+            .events
+            .iter()
+            .filter(|e| e.source == "app")
+            .collect::<Vec<_>>()
+    );
 }
