@@ -6,7 +6,7 @@
 #[path = "live/harness.rs"]
 mod harness;
 
-use harness::{control, nc_loop, ns_name, python_echo, python_send, skipped, Netns, Serve};
+use harness::{control, nc_loop, ns_name, python_echo, python_send, say, skipped, Netns, Serve};
 use serde_json::json;
 use sim::live::join;
 use sim::{Summary, Verdict};
@@ -34,7 +34,7 @@ fn table(rows: &[sim::oracle::ConnReport]) -> String {
 /// events, and `serve`'s own report (the host's side from the wire) agrees.
 #[test]
 fn legacy_loses_nc_messages_silently() {
-    let Some(ns) = namespace("legacy") else {
+    let Some(ns) = namespace("legacy_loses_nc_messages_silently") else {
         return;
     };
     let serve = Serve::start(&ns, "fwl0", &["--app", "forum", "--policy", "legacy"]);
@@ -43,7 +43,7 @@ fn legacy_loses_nc_messages_silently() {
     assert_eq!(records.len(), 100);
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
-    eprintln!("live legacy, 100 nc sends: {}", table(&rows));
+    say(&format!("live legacy, 100 nc sends: {}", table(&rows)));
     assert!(
         s.silently_lost > 0,
         "legacy lost nothing silently: {}",
@@ -66,7 +66,9 @@ fn legacy_loses_nc_messages_silently() {
 /// from an accepted client, and a dead client handed out by accept (never accepted).
 #[test]
 fn legacy_multi_client_shows_both_failure_shapes() {
-    let Some(ns) = namespace("multi") else { return };
+    let Some(ns) = namespace("legacy_multi_client_shows_both_failure_shapes") else {
+        return;
+    };
     let args = [
         "--app",
         "multi-client",
@@ -80,7 +82,10 @@ fn legacy_multi_client_shows_both_failure_shapes() {
     let served = serve.stop();
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
-    eprintln!("live legacy multi-client, 60 nc sends: {}", table(&rows));
+    say(&format!(
+        "live legacy multi-client, 60 nc sends: {}",
+        table(&rows)
+    ));
     assert!(s.silently_lost > 0, "{}", table(&rows));
     assert!(s.never_accepted > 0, "{}", table(&rows));
 }
@@ -88,14 +93,19 @@ fn legacy_multi_client_shows_both_failure_shapes() {
 /// Fixed, forum app: 100 `nc` sends and 50 Python sends at about 10 per second, no loss.
 #[test]
 fn fixed_loses_nothing_from_nc_or_python() {
-    let Some(ns) = namespace("fixed") else { return };
+    let Some(ns) = namespace("fixed_loses_nothing_from_nc_or_python") else {
+        return;
+    };
     let serve = Serve::start(&ns, "fwf0", &["--app", "forum", "--policy", "fixed"]);
     let mut records = nc_loop(&ns, 6000, 100, 100);
     records.extend(python_send(&ns, 6000, 50, 100, "68656c6c6f0a"));
     let served = serve.stop();
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
-    eprintln!("live fixed, 100 nc + 50 python sends: {}", table(&rows));
+    say(&format!(
+        "live fixed, 100 nc + 50 python sends: {}",
+        table(&rows)
+    ));
     assert_eq!(s.connections, 150);
     assert_eq!(s.violations(), 0, "{}", table(&rows));
     assert_eq!(s.delivered, 150, "{}", table(&rows));
@@ -110,14 +120,14 @@ fn fixed_loses_nothing_from_nc_or_python() {
 #[test]
 #[ignore = "35 s; run with --ignored"]
 fn fixed_loses_nothing_over_300_nc_sends() {
-    let Some(ns) = namespace("fixed300") else {
+    let Some(ns) = namespace("fixed_loses_nothing_over_300_nc_sends") else {
         return;
     };
     let serve = Serve::start(&ns, "fwh0", &["--app", "forum", "--policy", "fixed"]);
     let records = nc_loop(&ns, 6000, 300, 100);
     let served = serve.stop();
     let rows = join(&records, &served.events).unwrap();
-    eprintln!("live fixed, 300 nc sends: {}", table(&rows));
+    say(&format!("live fixed, 300 nc sends: {}", table(&rows)));
     assert_eq!(rows.len(), 300);
     assert_eq!(Summary::of(&rows).violations(), 0, "{}", table(&rows));
     assert_eq!(Summary::of(&rows).delivered, 300, "{}", table(&rows));
@@ -128,7 +138,7 @@ fn fixed_loses_nothing_over_300_nc_sends() {
 /// stopping one frees its port for a new one; bad requests get the app's `error`.
 #[test]
 fn control_endpoint_runs_the_vendor_test_servers() {
-    let Some(ns) = namespace("control") else {
+    let Some(ns) = namespace("control_endpoint_runs_the_vendor_test_servers") else {
         return;
     };
     let url = "http://127.0.0.1:7070/";
@@ -216,7 +226,7 @@ fn control_endpoint_runs_the_vendor_test_servers() {
 /// Bad input exits 2 with an error naming the flag, and leaves no interface behind.
 #[test]
 fn bad_input_is_an_error_and_leaves_nothing_behind() {
-    let Some(ns) = namespace("badinput") else {
+    let Some(ns) = namespace("bad_input_is_an_error_and_leaves_nothing_behind") else {
         return;
     };
     let fwsim = env!("CARGO_BIN_EXE_fwsim");
@@ -252,7 +262,9 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
 /// application read the data (the field bug's race; under fixed the data is still read).
 #[test]
 fn live_pcap_shows_the_fin_before_the_read() {
-    let Some(ns) = namespace("pcap") else { return };
+    let Some(ns) = namespace("live_pcap_shows_the_fin_before_the_read") else {
+        return;
+    };
     if std::process::Command::new("tshark")
         .arg("-v")
         .output()
@@ -312,7 +324,9 @@ fn live_pcap_shows_the_fin_before_the_read() {
         }
     }
     let rows = join(&records, &served.events).unwrap();
-    eprintln!("live pcap: {fin_before_read} of {fins} FINs reached the device before the read");
+    say(&format!(
+        "live pcap: {fin_before_read} of {fins} FINs reached the device before the read"
+    ));
     assert_eq!(Summary::of(&rows).delivered, 5, "{}", table(&rows));
     assert_eq!(fins, 5, "tshark shows every FIN toward the device:\n{text}");
     assert!(

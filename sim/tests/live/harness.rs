@@ -55,6 +55,12 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
+/// Prints a line that `cargo test` shows without `--nocapture` (written to the process's
+/// stderr directly): the live tests' counts belong in CI logs.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Says visibly that a test was skipped, and why: written to the process's stderr directly,
 /// so `cargo test` shows it without `--nocapture`.
 pub fn skipped(test: &str, reason: &str) {
@@ -146,7 +152,6 @@ pub struct Serve {
 pub struct Served {
     pub events: Vec<LiveEvent>,
     pub report: Value,
-    pub stderr: String,
 }
 
 impl Serve {
@@ -220,11 +225,7 @@ impl Serve {
             }
         }
         assert!(!report.is_null(), "serve printed no report: {stderr}");
-        Served {
-            events,
-            report,
-            stderr,
-        }
+        Served { events, report }
     }
 }
 
