@@ -24,4 +24,4 @@ pub use addr::LiveAddr;
 pub use error::LiveError;
 pub use events::LiveEvent;
 pub use join::{join, ClientRecord};
-pub use run::{Live, ServeOptions};
+pub use run::{Live, ServeOptions, Served};

@@ -60,6 +60,15 @@ pub struct ServeOptions {
     pub control: Option<SocketAddr>,
 }
 
+/// How a live run ended: its report, and the error that ended it early, if one did.
+#[derive(Debug)]
+pub struct Served {
+    /// The per-connection report so far.
+    pub report: RunReport,
+    /// What stopped the run before `stop` was set (the interface deleted from outside).
+    pub stopped_by: Option<LiveError>,
+}
+
 /// A live device, set up and ready to run.
 pub struct Live {
     prep: Prepared,
@@ -164,13 +173,14 @@ impl Live {
         self.control.as_ref().map(ControlServer::addr)
     }
 
-    /// Runs until `stop` is set, handing each event to `out` as it happens; then judges every
-    /// connection the host opened with the oracle (the peer's side as the wire showed it).
+    /// Runs until `stop` is set (or the interface fails), handing each event to `out` as it
+    /// happens; then judges every connection the host opened with the oracle (the peer's side
+    /// as the wire showed it). The report is there even when the interface failed.
     pub fn run(
         mut self,
         stop: &AtomicBool,
         out: &mut dyn FnMut(&LiveEvent),
-    ) -> Result<RunReport, LiveError> {
+    ) -> Result<Served, LiveError> {
         let clock = WallClock::start();
         let seed = self.prep.scenario.seed;
         let link = &self.prep.scenario.link;
@@ -198,8 +208,13 @@ impl Live {
             peer: Vec::new(),
             out,
         };
+        let mut stopped_by = None;
         while !stop.load(Ordering::Relaxed) {
             now = clock.now();
+            if let Err(e) = self.tun.check() {
+                stopped_by = Some(LiveError::Tun(e));
+                break;
+            }
             while let Some(packet) = self.tun.recv(now) {
                 tap.from_host(&packet);
                 wire.downlink.enqueue(now, packet);
@@ -222,9 +237,13 @@ impl Live {
                 let _ = answer.send(reply);
                 log.take(now, &mut tap, &mut observer);
             }
-            self.wait(now, &mut node, &wire)?;
+            if let Err(e) = self.wait(now, &mut node, &wire) {
+                stopped_by = Some(e);
+                break;
+            }
         }
-        self.finish(clock.now(), &tap, log.events, &wire, &observer)
+        let report = self.finish(clock.now(), &tap, log.events, &wire, &observer)?;
+        Ok(Served { report, stopped_by })
     }
 
     /// Waits until the device's next event or a packet from the host (at most `MAX_WAIT`).

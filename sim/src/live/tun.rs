@@ -32,6 +32,8 @@ pub enum TunError {
     NoIpTool,
     /// An `ip` command failed: the command and what it said.
     Configure(String),
+    /// The interface was deleted from outside while `serve` ran.
+    Gone(String),
 }
 
 impl fmt::Display for TunError {
@@ -60,6 +62,7 @@ impl fmt::Display for TunError {
                 f.write_str("--tun: the `ip` command (iproute2) is needed to configure the interface")
             }
             TunError::Configure(e) => write!(f, "--tun: configuring the interface failed: {e}"),
+            TunError::Gone(n) => write!(f, "--tun {n}: the interface was deleted while serving"),
         }
     }
 }
@@ -70,7 +73,10 @@ impl std::error::Error for TunError {}
 pub struct Tun {
     iface: TunTapInterface,
     name: String,
+    /// Up as far as `serve` is concerned (the device's Wi-Fi connected).
     up: bool,
+    /// Up as the kernel last said ([`Tun::check`]).
+    kernel_up: bool,
 }
 
 /// Runs `ip ARGS`, turning a failure into its message.
@@ -131,10 +137,12 @@ impl Tun {
             iface,
             name: name.into(),
             up: false,
+            kernel_up: false,
         };
         let cidr = format!("{}/{}", addr.host, addr.prefix_len);
         ip(&["addr", "add", &cidr, "dev", name])?;
         tun.set_up(true)?;
+        tun.check()?;
         Ok(tun)
     }
 
@@ -152,12 +160,25 @@ impl Tun {
     pub fn set_up(&mut self, up: bool) -> Result<(), TunError> {
         ip(&["link", "set", &self.name, if up { "up" } else { "down" }])?;
         self.up = up;
+        self.check()
+    }
+
+    /// Looks at the interface as the kernel has it: gone is an error; down from outside
+    /// (`ip link set NAME down`) stops the traffic as our own down does. smoltcp's TUN device
+    /// panics on a read or write error, so nothing is read or written unless this says the
+    /// interface is there and up.
+    pub fn check(&mut self) -> Result<(), TunError> {
+        let flags = Path::new("/sys/class/net").join(&self.name).join("flags");
+        let text = std::fs::read_to_string(flags).map_err(|_| TunError::Gone(self.name.clone()))?;
+        let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        // IFF_UP.
+        self.kernel_up = flags & 1 != 0;
         Ok(())
     }
 
     /// The next packet the host sent toward the device, if one waits.
     pub fn recv(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if !self.up {
+        if !(self.up && self.kernel_up) {
             return None;
         }
         let (rx, _) = phy::Device::receive(&mut self.iface, now)?;
@@ -167,7 +188,7 @@ impl Tun {
     /// Hands a packet of the device to the host (dropped while the interface is down, as a
     /// Wi-Fi radio that is off sends nothing).
     pub fn send(&mut self, now: Instant, packet: &[u8]) {
-        if !self.up {
+        if !(self.up && self.kernel_up) {
             return;
         }
         if let Some(tx) = phy::Device::transmit(&mut self.iface, now) {

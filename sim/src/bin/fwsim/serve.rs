@@ -144,17 +144,19 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
             println!("{line}");
         }
     };
-    let report_ = match live.run(&stop, &mut out) {
-        Ok(r) => r,
+    let served = match live.run(&stop, &mut out) {
+        Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let report_ = &served.report;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "report": report::json(&report_) })
-        );
+        println!("{}", serde_json::json!({ "report": report::json(report_) }));
     } else {
-        print!("{}", report::human(&report_, true));
+        print!("{}", report::human(report_, true));
     }
-    ExitCode::SUCCESS
+    // An interface deleted from outside ends the run early: the report, then the error.
+    match served.stopped_by {
+        Some(e) => fail(e),
+        None => ExitCode::SUCCESS,
+    }
 }
