@@ -256,6 +256,27 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(ns.links(), before, "{args:?} left an interface behind");
     }
+    // Without root: no permission, said so.
+    if std::process::Command::new("runuser")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skipped("serve as nobody", "`runuser` is not available");
+        return;
+    }
+    let out = ns
+        .command("runuser")
+        .args(["-u", "nobody", "--", fwsim, "serve", "--tun", "fwb1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no permission to create a TUN interface"),
+        "{err}"
+    );
+    assert_eq!(ns.links(), before);
 }
 
 /// A live capture opens in tshark and shows the host's FIN reaching the device before the
