@@ -230,7 +230,7 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
         return;
     };
     let fwsim = env!("CARGO_BIN_EXE_fwsim");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--tun", "lo"],
             "--tun lo: an interface of that name exists",
@@ -246,6 +246,10 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
         (
             &["--tun", "fwb0", "--control", "10.0.0.1:80"],
             "--control 10.0.0.1:80: the control endpoint listens on loopback",
+        ),
+        (
+            &["--tun", "fwb0", "--pcap", "/nonexistent-dir/x.pcap"],
+            "--pcap /nonexistent-dir/x.pcap:",
         ),
     ];
     let before = ns.links();

@@ -135,8 +135,8 @@ impl Log<'_> {
 }
 
 impl Live {
-    /// Checks the options, creates the capture file, the TUN interface and the control
-    /// endpoint. On an error nothing is left behind.
+    /// Checks the options, creates the TUN interface, starts the control endpoint and
+    /// creates the capture file. On an error nothing is left behind.
     pub fn start(options: &ServeOptions) -> Result<Live, LiveError> {
         let mut scenario = Scenario::new("live", options.app, options.policy);
         scenario.seed = options.seed;
@@ -144,6 +144,10 @@ impl Live {
         scenario.link = LinkSpec::preset(options.link);
         let prep =
             Prepared::new(&scenario, None, None, Replay::default()).map_err(LiveError::Scenario)?;
+        // In this order, a failure leaves nothing behind: the interface goes with its value,
+        // the endpoint's thread starts only once it listens, and the capture file comes last.
+        let tun = Tun::create(&options.tun, &options.addr)?;
+        let control = options.control.map(ControlServer::start).transpose()?;
         let capture = match &options.pcap {
             Some(path) => {
                 let file = File::create(path).map_err(|e| LiveError::Pcap(path.clone(), e))?;
@@ -151,8 +155,6 @@ impl Live {
             }
             None => None,
         };
-        let control = options.control.map(ControlServer::start).transpose()?;
-        let tun = Tun::create(&options.tun, &options.addr)?;
         Ok(Live {
             prep,
             addr: options.addr,
