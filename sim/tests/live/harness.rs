@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,8 +18,14 @@ pub const FIELD_HEX: &str = "aa05fe93000001410a";
 /// The device's address in every test namespace.
 pub const DEVICE: &str = "10.77.0.2";
 
-/// Why live tests cannot run here, if they cannot.
+/// Why live tests cannot run here, if they cannot: found out once per test process (the
+/// tests run in parallel and would otherwise share the probe namespace's name).
 pub fn unavailable() -> Option<String> {
+    static REASON: OnceLock<Option<String>> = OnceLock::new();
+    REASON.get_or_init(probe).clone()
+}
+
+fn probe() -> Option<String> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
