@@ -222,9 +222,10 @@ impl Hal {
             .position(|s| !s.stopped && s.port == port)
     }
 
-    /// `socket_close` on a server socket: its listeners and the connections not yet accepted
-    /// are aborted (their slots are freed after the RST went out); accepted connections stay
-    /// with the application. The port is free again at once.
+    /// `socket_close` on a server socket: its listeners go; the connections not yet accepted
+    /// are closed as `stop()` closes (FIN, or under F5 RST when data is unread) and their
+    /// slots freed once closed; accepted connections stay with the application. The port is
+    /// free again at once.
     pub(crate) fn stop_server(&mut self, server: ServerId) {
         let Some(s) = self.servers.get_mut(server.0 as usize) else {
             return;
@@ -239,7 +240,13 @@ impl Hal {
                 continue;
             }
             if let Some(handle) = slot.handle {
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+                if slot.role == Role::Listener {
+                    socket.abort();
+                } else {
+                    let unread = slot.rx_queue_seen > 0;
+                    Self::close_stack_socket(socket, unread, self.policy.stop_with_unread);
+                }
             }
             slot.released = true;
         }

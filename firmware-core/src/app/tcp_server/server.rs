@@ -55,8 +55,8 @@ pub struct Server {
     server: Option<TcpServer>,
     /// `SimpleServer::conns_`.
     conns: Vec<Connection>,
-    /// The client `TCPServer` keeps a reference to (the last one accepted): replaced, the old
-    /// one is destroyed, and a destroyed `TCPClient` closes its socket.
+    /// The client `TCPServer` keeps a reference to (what its last `available()` returned):
+    /// replaced, the old one is destroyed, and a destroyed `TCPClient` closes its socket.
     last: Option<Connection>,
     buf: [u8; ECHO_CHUNK_BYTES],
     /// `Errorable::error()`: the first failed check while running.
@@ -135,13 +135,16 @@ impl Server {
                 sink.app_event(AppEvent::Closed { conn });
             },
             ServerKind::ClosesOnDestruction => {
+                // `TCPServer::available()` keeps what it returns in `_client`, an invalid client
+                // when nothing is pending: the previous client is destroyed either way.
                 let client = server.available(dev);
-                if let Some(conn) = client.conn(dev) {
-                    sink.app_event(AppEvent::Accepted { conn });
-                    if let Some(mut old) = self.last.replace(Connection { client, conn }) {
-                        old.client.stop(dev);
-                        sink.app_event(AppEvent::Closed { conn: old.conn });
-                    }
+                let new = client.conn(dev).map(|conn| Connection { client, conn });
+                if let Some(c) = &new {
+                    sink.app_event(AppEvent::Accepted { conn: c.conn });
+                }
+                if let Some(mut old) = core::mem::replace(&mut self.last, new) {
+                    old.client.stop(dev);
+                    sink.app_event(AppEvent::Closed { conn: old.conn });
                 }
             }
             ServerKind::Simple | ServerKind::Echo => self.run_simple(dev, sink),
