@@ -223,3 +223,92 @@ impl WirePeer {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+
+    /// An IPv4/TCP packet (checksums are not looked at).
+    fn seg(src: u16, dst: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 77, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 77, 0, 2]);
+        p[20..22].copy_from_slice(&src.to_be_bytes());
+        p[22..24].copy_from_slice(&dst.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = flags;
+        p[34..36].copy_from_slice(&1024u16.to_be_bytes());
+        p[40..].copy_from_slice(payload);
+        p
+    }
+
+    fn events(w: &mut WirePeer) -> Vec<PeerEvent> {
+        let mut out = Vec::new();
+        w.take_events(&mut out);
+        out
+    }
+
+    /// An `nc`-shaped connection: the view reports what the host's stack saw, once each.
+    #[test]
+    fn a_connection_reads_off_the_wire_as_peer_events() {
+        let port = 40000;
+        let mut w = WirePeer::new();
+        w.from_host(&seg(port, 6000, 1000, 0, SYN, b""));
+        w.to_host(&seg(6000, port, 5000, 1001, SYN | ACK, b""));
+        w.from_host(&seg(port, 6000, 1001, 5001, ACK, b""));
+        w.from_host(&seg(port, 6000, 1001, 5001, ACK, b"hello"));
+        // A retransmission adds nothing; the FIN comes in order after the data.
+        w.from_host(&seg(port, 6000, 1001, 5001, ACK, b"hello"));
+        w.from_host(&seg(port, 6000, 1006, 5001, FIN | ACK, b""));
+        // The device acknowledges data and FIN: the data counts, the FIN does not.
+        w.to_host(&seg(6000, port, 5001, 1007, ACK, b""));
+        w.to_host(&seg(6000, port, 5001, 1007, FIN | ACK, b""));
+        assert_eq!(
+            events(&mut w),
+            [
+                PeerEvent::Opened { port, workload: 0 },
+                PeerEvent::Established { port },
+                PeerEvent::Sent { port, bytes: 5 },
+                PeerEvent::FinSent { port },
+                PeerEvent::Acked { port, bytes: 5 },
+                PeerEvent::DeviceFinSeen { port },
+                PeerEvent::Finished { port },
+            ]
+        );
+        assert_eq!(w.payloads(), [Payload::Bytes(Rc::from(&b"hello"[..]))]);
+    }
+
+    /// A reset to the SYN is a refused connect; a new SYN on the port is a new connection.
+    #[test]
+    fn refused_connects_and_reused_ports() {
+        let port = 40001;
+        let mut w = WirePeer::new();
+        w.from_host(&seg(port, 6000, 7, 0, SYN, b""));
+        w.from_host(&seg(port, 6000, 7, 0, SYN, b""));
+        w.to_host(&seg(6000, port, 0, 8, RST | ACK, b""));
+        w.from_host(&seg(port, 6000, 900, 0, SYN, b""));
+        // Not TCP, or too short: ignored.
+        w.from_host(&[0x45, 0, 0]);
+        assert_eq!(
+            events(&mut w),
+            [
+                PeerEvent::Opened { port, workload: 0 },
+                PeerEvent::ConnectFailed { port },
+                PeerEvent::Finished { port },
+                PeerEvent::Opened { port, workload: 1 },
+            ]
+        );
+    }
+}
