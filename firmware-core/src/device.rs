@@ -9,7 +9,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address}
 
 use crate::event::DeviceEvent;
 use crate::hal::{Hal, SynAdmission};
-use crate::ingress::{destination, IngressFilter};
+use crate::ingress::{destination, tcp_seq, FinPastHole, IngressFilter};
 use crate::policy::{DeviceConfig, Policy};
 
 /// Seeds for the device's two sources of nondeterminism; the host derives them from its seed.
@@ -32,6 +32,8 @@ pub struct Device {
     held_syn: Option<(Vec<u8>, IpEndpoint, u16)>,
     reinject: Option<Vec<u8>>,
     held_replies: Vec<Vec<u8>>,
+    /// R7's receive path, when the policy has it.
+    fin_past_hole: Option<FinPastHole>,
 }
 
 impl Device {
@@ -60,6 +62,8 @@ impl Device {
             held_syn: None,
             reinject: None,
             held_replies: Vec::new(),
+            // R7: the policy's switch, read here once.
+            fin_past_hole: policy.fin_past_hole_accepted.then(FinPastHole::default),
         }
     }
 
@@ -94,24 +98,41 @@ impl Device {
         self.hal.run_worker(now);
         let mut syn_next = false;
         loop {
+            if let Some(rule) = &mut self.fin_past_hole {
+                self.hal.expected_seqs(&mut rule.expected);
+            }
             let mut filter = IngressFilter {
                 inner: &mut *phy,
                 held_syn: &mut self.held_syn,
                 reinject: &mut self.reinject,
                 scratch: &mut self.scratch,
                 held_replies: &mut self.held_replies,
+                fin_past_hole: self.fin_past_hole.as_mut(),
             };
             let result = self
                 .iface
                 .poll_ingress_single(now, &mut filter, &mut self.hal.sockets);
             if let Some((syn, remote, port)) = self.held_syn.take() {
-                match self.hal.syn_admission(remote, port) {
+                let admission = self.hal.syn_admission(remote, port);
+                if admission != SynAdmission::DropSilently {
+                    if let Some(seq) = tcp_seq(&syn) {
+                        self.hal.note_syn(remote, seq);
+                    }
+                }
+                match admission {
                     SynAdmission::DropSilently => {
                         self.hal.push_event(DeviceEvent::SynDropped { remote });
                     }
                     SynAdmission::ReclaimFirst => {
                         // lwIP's tcp_alloc: make room for the SYN, then let the stack see it.
                         self.hal.reclaim_released_slot();
+                        self.hal.rearm_listeners();
+                        self.reinject = Some(syn);
+                        syn_next = true;
+                    }
+                    SynAdmission::EvictFirst => {
+                        // R10: lwIP's tcp_alloc kills the oldest connection for the new one.
+                        self.hal.evict_oldest();
                         self.hal.rearm_listeners();
                         self.reinject = Some(syn);
                         syn_next = true;
@@ -183,7 +204,7 @@ mod tests {
 
     use crate::app::ForumSketch;
     use crate::testkit::Bench;
-    use crate::{DeviceConfig, Policy};
+    use crate::Policy;
 
     struct XorShift(u64);
     impl XorShift {
@@ -201,7 +222,7 @@ mod tests {
         for policy in [Policy::LEGACY, Policy::FIXED] {
             let mut b = Bench::new(
                 policy,
-                DeviceConfig::for_policy(&policy),
+                crate::testkit::bench_config(&policy),
                 Box::new(ForumSketch::new(6000)),
             );
             let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);

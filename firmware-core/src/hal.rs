@@ -19,7 +19,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
 use crate::event::{ConnId, DeviceEvent};
-use crate::policy::{DeviceConfig, Policy, RxCopy, StopWithUnread};
+use crate::policy::{DeviceConfig, EofRule, Policy, PoolOverflow, RxCopy, StopWithUnread};
 
 /// A socket handle as the HAL gives it to the Wiring layer (`sock_handle_t`).
 /// Stale handles (socket closed and slot reused) are detected by the generation.
@@ -81,6 +81,8 @@ pub(crate) enum SynAdmission {
     DropSilently,
     /// The pool is full but holds a socket the application closed: reclaim it, then pass.
     ReclaimFirst,
+    /// R10: the pool is full of live connections; evict the oldest one, then pass.
+    EvictFirst,
     /// A retransmitted SYN of a handshake in progress while a listener is armed. smoltcp gives
     /// a SYN to the first socket that accepts it, which can be a listener re-armed in a lower
     /// slot (a second connection, and an RST for the peer); lwIP matches the SYN_RCVD control
@@ -128,6 +130,10 @@ struct Slot {
     /// Sizes of received packets not yet read, oldest first (sum = stack receive queue).
     rx_packets: VecDeque<usize>,
     rx_queue_seen: usize,
+    /// In-order bytes the stack took for this connection, over its life.
+    rx_total: u64,
+    /// The peer's initial sequence number (from its SYN), when known.
+    irs: Option<u32>,
 }
 
 struct Server {
@@ -160,6 +166,10 @@ pub(crate) struct Hal {
     /// Connections reset for data after close in the current ingress step (their held ACKs
     /// are dropped).
     just_reset: Vec<IpEndpoint>,
+    /// The sequence number of the SYN the stack is about to see, and its sender.
+    next_syn: Option<(IpEndpoint, u32)>,
+    /// Sockets aborted by R10 eviction: removed once their RST went out.
+    evicted: Vec<SocketHandle>,
 }
 
 impl Hal {
@@ -177,6 +187,8 @@ impl Hal {
             next_serial: 0,
             events: Vec::new(),
             just_reset: Vec::new(),
+            next_syn: None,
+            evicted: Vec::new(),
         }
     }
 
@@ -380,6 +392,39 @@ impl Hal {
         true
     }
 
+    /// R10: aborts the oldest live connection (RST to its peer, unread data freed) so its
+    /// control block can take a new SYN. False if there is none.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .filter(|(_, s)| s.handle.is_some() && s.role != Role::Listener)
+            .filter(|(_, s)| !(s.released || s.hal_closed))
+            .min_by_key(|(_, s)| s.conn.serial)
+            .map(|(i, _)| i);
+        let Some(slot) = oldest.and_then(|i| self.slots[i].as_mut()) else {
+            return false;
+        };
+        let unread = slot.rx_queue_seen;
+        slot.hal_closed = true;
+        slot.data_after_close = 0;
+        slot.rx_packets.clear();
+        slot.rx_queue_seen = 0;
+        if let Some(handle) = slot.handle.take() {
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            // The RST goes out with this poll's egress; the slot is free for the new SYN.
+            self.evicted.push(handle);
+        }
+        self.events.push(DeviceEvent::UnreadDataFreed {
+            conn: slot.conn,
+            bytes: unread,
+        });
+        self.events.push(DeviceEvent::SlotFreed { conn: slot.conn });
+        true
+    }
+
     fn add_listener(&mut self, server: u32) {
         let port = self.servers[server as usize].port;
         let mut socket = tcp::Socket::new(
@@ -415,6 +460,8 @@ impl Hal {
             data_after_close: 0,
             rx_packets: VecDeque::new(),
             rx_queue_seen: 0,
+            rx_total: 0,
+            irs: None,
         });
     }
 
@@ -464,7 +511,14 @@ impl Hal {
         if in_pool >= self.config.server_slots() && reclaimable {
             return SynAdmission::ReclaimFirst;
         }
-        // A full pool of live connections: the stack answers RST (L6: "new connections fail").
+        if in_pool >= self.config.server_slots() {
+            // A full pool of live connections: the stack answers RST (L6: "new connections
+            // fail"), or R10 evicts the oldest one (lwIP `tcp_kill_prio`).
+            return match self.policy.pool_overflow {
+                PoolOverflow::Refuse => SynAdmission::Pass,
+                PoolOverflow::EvictOldest => SynAdmission::EvictFirst,
+            };
+        }
         SynAdmission::Pass
     }
 
@@ -491,100 +545,38 @@ impl Hal {
     pub(crate) fn observe(&mut self, now: Instant, after_syn: bool) {
         let mut rearm = false;
         for index in 0..self.slots.len() {
-            let Some(slot) = self.slots[index].as_mut() else {
+            let Some(slot) = self.slots[index].as_ref() else {
                 continue;
             };
             if slot.role == Role::Listener && !after_syn {
                 continue;
             }
             let Some(handle) = slot.handle else { continue };
-            let socket = self.sockets.get::<tcp::Socket>(handle);
-            let state = socket.state();
+            rearm |= self.observe_handshake(index, handle, now);
+            let Some(slot) = self.slots[index].as_mut() else {
+                continue;
+            };
+            if slot.role == Role::Listener || slot.role == Role::Handshaking {
+                continue;
+            }
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if slot.released || slot.hal_closed {
+                let event =
+                    Self::observe_after_close(slot, socket, &self.policy, &mut self.just_reset);
+                self.events.extend(event);
+                continue;
+            }
+            if matches!(slot.role, Role::Completed | Role::Queued)
+                && self.policy.pre_accept_data_discarded
+            {
+                Self::discard_unclaimed(slot, socket, &mut self.events);
+                continue;
+            }
             let id = SockId {
                 index: index as u32,
                 generation: slot.generation,
             };
-            match slot.role {
-                Role::Listener if state != tcp::State::Listen => {
-                    self.next_serial += 1;
-                    slot.conn = ConnId {
-                        serial: self.next_serial,
-                        remote: socket.remote_endpoint().unwrap_or(ConnId::UNKNOWN.remote),
-                    };
-                    slot.role = Role::Handshaking;
-                    self.events
-                        .push(DeviceEvent::SynReceived { conn: slot.conn });
-                    rearm = true;
-                }
-                Role::Handshaking if state == tcp::State::Listen => {
-                    // RST or timeout during the handshake: smoltcp listens again.
-                    self.events
-                        .push(DeviceEvent::HandshakeAborted { conn: slot.conn });
-                    slot.role = Role::Listener;
-                    slot.conn = ConnId::UNKNOWN;
-                }
-                _ => {}
-            }
-            if slot.role == Role::Handshaking && state != tcp::State::SynReceived {
-                slot.role = Role::Completed;
-                self.events
-                    .push(DeviceEvent::HandshakeCompleted { conn: slot.conn });
-                Self::post(
-                    &mut self.worker_queue,
-                    &mut self.worker_busy_until,
-                    &mut self.worker_rng,
-                    &self.config,
-                    now,
-                    WorkerJob::Connected(id),
-                );
-            }
-            if slot.role == Role::Listener || slot.role == Role::Handshaking {
-                continue;
-            }
-            let queued = socket.recv_queue();
-            if slot.released || slot.hal_closed {
-                // Data after the application closed: nobody will read it. lwIP acknowledges and
-                // drops it (`tcp_recv_null`); F5 answers with RST (RFC 1122 4.2.2.13).
-                if queued > slot.data_after_close {
-                    let bytes = queued - slot.data_after_close;
-                    slot.data_after_close = queued;
-                    let sent_rst = self.policy.stop_with_unread == StopWithUnread::Rst;
-                    if sent_rst && state != tcp::State::Closed {
-                        self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                        // The stack's ACK for this data, if it made one, is not sent.
-                        self.just_reset.push(slot.conn.remote);
-                    }
-                    self.events.push(DeviceEvent::DataAfterClose {
-                        conn: slot.conn,
-                        bytes,
-                        sent_rst,
-                    });
-                }
-                continue;
-            }
-            if queued > slot.rx_queue_seen {
-                let bytes = queued - slot.rx_queue_seen;
-                slot.rx_packets.push_back(bytes);
-                slot.rx_queue_seen = queued;
-                self.events.push(DeviceEvent::DataReceived {
-                    conn: slot.conn,
-                    bytes,
-                });
-            }
-            let peer_closed = matches!(
-                state,
-                tcp::State::CloseWait
-                    | tcp::State::LastAck
-                    | tcp::State::Closing
-                    | tcp::State::TimeWait
-                    | tcp::State::Closed
-            );
-            if peer_closed && !slot.peer_close_posted && !slot.released && !slot.hal_closed {
-                slot.peer_close_posted = true;
-                self.events.push(DeviceEvent::PeerClosed {
-                    conn: slot.conn,
-                    reset: state == tcp::State::Closed,
-                });
+            if self.observe_data_and_close(index, handle) {
                 Self::post(
                     &mut self.worker_queue,
                     &mut self.worker_busy_until,
@@ -598,6 +590,164 @@ impl Hal {
         if rearm {
             self.rearm_listeners();
         }
+    }
+
+    /// A listener that took a SYN, or a handshake that completed or failed. True if a listener
+    /// was used up (listeners need re-arming).
+    fn observe_handshake(&mut self, index: usize, handle: SocketHandle, now: Instant) -> bool {
+        let Some(slot) = self.slots[index].as_mut() else {
+            return false;
+        };
+        let socket = self.sockets.get::<tcp::Socket>(handle);
+        let state = socket.state();
+        let id = SockId {
+            index: index as u32,
+            generation: slot.generation,
+        };
+        let mut rearm = false;
+        match slot.role {
+            Role::Listener if state != tcp::State::Listen => {
+                self.next_serial += 1;
+                let remote = socket.remote_endpoint().unwrap_or(ConnId::UNKNOWN.remote);
+                slot.conn = ConnId {
+                    serial: self.next_serial,
+                    remote,
+                };
+                slot.irs = self
+                    .next_syn
+                    .take()
+                    .filter(|(from, _)| *from == remote)
+                    .map(|(_, seq)| seq);
+                slot.role = Role::Handshaking;
+                self.events
+                    .push(DeviceEvent::SynReceived { conn: slot.conn });
+                rearm = true;
+            }
+            Role::Handshaking if state == tcp::State::Listen => {
+                // RST or timeout during the handshake: smoltcp listens again.
+                self.events
+                    .push(DeviceEvent::HandshakeAborted { conn: slot.conn });
+                slot.role = Role::Listener;
+                slot.conn = ConnId::UNKNOWN;
+            }
+            _ => {}
+        }
+        if slot.role == Role::Handshaking && state != tcp::State::SynReceived {
+            slot.role = Role::Completed;
+            self.events
+                .push(DeviceEvent::HandshakeCompleted { conn: slot.conn });
+            Self::post(
+                &mut self.worker_queue,
+                &mut self.worker_busy_until,
+                &mut self.worker_rng,
+                &self.config,
+                now,
+                WorkerJob::Connected(id),
+            );
+        }
+        rearm
+    }
+
+    /// Data after the application (or the HAL) closed: nobody will read it. lwIP acknowledges
+    /// and drops it (`tcp_recv_null`); F5 answers with RST (RFC 1122 4.2.2.13).
+    fn observe_after_close(
+        slot: &mut Slot,
+        socket: &mut tcp::Socket,
+        policy: &Policy,
+        just_reset: &mut Vec<IpEndpoint>,
+    ) -> Option<DeviceEvent> {
+        let queued = socket.recv_queue();
+        if queued <= slot.data_after_close {
+            return None;
+        }
+        let bytes = queued - slot.data_after_close;
+        slot.data_after_close = queued;
+        let sent_rst = policy.stop_with_unread == StopWithUnread::Rst;
+        if sent_rst && socket.state() != tcp::State::Closed {
+            socket.abort();
+            // The stack's ACK for this data, if it made one, is not sent.
+            just_reset.push(slot.conn.remote);
+        }
+        Some(DeviceEvent::DataAfterClose {
+            conn: slot.conn,
+            bytes,
+            sent_rst,
+        })
+    }
+
+    /// R3: a connection nobody has accepted yet has no receive handler (lwIP `tcp_recv_null`):
+    /// its data is acknowledged and freed, and its FIN answered by closing the connection. The
+    /// application later gets it from `accept` dead.
+    fn discard_unclaimed(slot: &mut Slot, socket: &mut tcp::Socket, events: &mut Vec<DeviceEvent>) {
+        let conn = slot.conn;
+        let mut freed = 0;
+        while let Ok(n) = socket.recv(|b| (b.len(), b.len())) {
+            if n == 0 {
+                break;
+            }
+            freed += n;
+        }
+        if freed > 0 {
+            slot.rx_total += freed as u64;
+            events.push(DeviceEvent::DataReceived { conn, bytes: freed });
+            events.push(DeviceEvent::UnreadDataFreed { conn, bytes: freed });
+        }
+        let state = socket.state();
+        if peer_closed(state) && !slot.peer_close_posted {
+            slot.peer_close_posted = true;
+            events.push(DeviceEvent::PeerClosed {
+                conn,
+                reset: state == tcp::State::Closed,
+            });
+            socket.close();
+            slot.hal_closed = true;
+            slot.data_after_close = 0;
+        }
+    }
+
+    /// New in-order data and the peer's FIN or RST on a connection the application may read.
+    /// True if the peer's close is new (the worker thread must be told).
+    fn observe_data_and_close(&mut self, index: usize, handle: SocketHandle) -> bool {
+        let Some(slot) = self.slots[index].as_mut() else {
+            return false;
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        let queued = socket.recv_queue();
+        if queued > slot.rx_queue_seen {
+            let bytes = queued - slot.rx_queue_seen;
+            slot.rx_packets.push_back(bytes);
+            slot.rx_queue_seen = queued;
+            slot.rx_total += bytes as u64;
+            self.events.push(DeviceEvent::DataReceived {
+                conn: slot.conn,
+                bytes,
+            });
+        }
+        let state = socket.state();
+        if !peer_closed(state) || slot.peer_close_posted {
+            return false;
+        }
+        slot.peer_close_posted = true;
+        let reset = state == tcp::State::Closed;
+        self.events.push(DeviceEvent::PeerClosed {
+            conn: slot.conn,
+            reset,
+        });
+        if reset && self.policy.rst_frees_unread_data {
+            // R8: the reset takes the received data with it.
+            while matches!(socket.recv(|b| (b.len(), b.len())), Ok(n) if n > 0) {}
+            self.events.push(DeviceEvent::UnreadDataFreed {
+                conn: slot.conn,
+                bytes: slot.rx_queue_seen,
+            });
+            slot.rx_packets.clear();
+            slot.rx_queue_seen = 0;
+        }
+        if !reset && self.policy.fin_answered_with_rst {
+            // R5: RST instead of CLOSE-WAIT; what was received stays readable.
+            socket.abort();
+        }
+        true
     }
 
     /// The worker thread handles jobs one at a time, in order, each after a seeded delay.
@@ -665,6 +815,9 @@ impl Hal {
 
     /// Frees pool slots of sockets that are done (after egress, so an RST got out first).
     pub(crate) fn collect_garbage(&mut self) {
+        for handle in self.evicted.drain(..) {
+            self.sockets.remove(handle);
+        }
         let mut freed = false;
         for index in 0..self.slots.len() {
             let Some(slot) = self.slots[index].as_mut() else {
@@ -770,15 +923,66 @@ impl Hal {
         self.check_closed(id).is_ok() && self.slot(id).is_ok_and(|s| !s.closed_flag)
     }
 
-    /// Unread bytes in the stack for this socket, without acting on the closed flag.
+    /// True while the stack has not seen the peer's FIN or RST on this socket (and the HAL has
+    /// not closed it): the TCP state alone, whatever is unread (R2).
+    pub(crate) fn stack_open(&self, id: SockId) -> bool {
+        match self.slot(id) {
+            Ok(s) if !s.hal_closed => s.handle.is_some_and(|h| {
+                let state = self.sockets.get::<tcp::Socket>(h).state();
+                !peer_closed(state) && state != tcp::State::Closed
+            }),
+            _ => false,
+        }
+    }
+
+    /// Unread bytes in the stack for this socket that a read could return, without acting on
+    /// the closed flag.
     pub(crate) fn rx_unread_bytes(&self, id: SockId) -> usize {
-        self.slot(id)
-            .map_or(0, |s| if s.hal_closed { 0 } else { s.rx_queue_seen })
+        match self.slot(id) {
+            Ok(s) if !s.hal_closed && !self.read_gate(s) => s.rx_queue_seen,
+            _ => 0,
+        }
+    }
+
+    /// R1 / R6: true when reads report end of stream although bytes may still be queued: once
+    /// the stack processed the peer's FIN (R1) or once the close notice was handled (R6).
+    fn read_gate(&self, slot: &Slot) -> bool {
+        match self.policy.eof_rule {
+            EofRule::AfterData => false,
+            EofRule::AtPeerFin => slot
+                .handle
+                .is_none_or(|h| peer_closed(self.sockets.get::<tcp::Socket>(h).state())),
+            EofRule::AtCloseNotice => slot.closed_flag,
+        }
+    }
+
+    /// The SYN the stack is about to process: its sender and sequence number (the initial
+    /// receive sequence of the connection it opens).
+    pub(crate) fn note_syn(&mut self, remote: IpEndpoint, seq: u32) {
+        self.next_syn = Some((remote, seq));
+    }
+
+    /// For every connection the application may still read: the peer and the next sequence
+    /// number the stack expects from it (where its receive window starts).
+    pub(crate) fn expected_seqs(&self, out: &mut Vec<(IpEndpoint, u32)>) {
+        out.clear();
+        for slot in self.slots.iter().flatten() {
+            if slot.role == Role::Listener || slot.released || slot.hal_closed {
+                continue;
+            }
+            if let Some(irs) = slot.irs {
+                let next = irs.wrapping_add(1).wrapping_add(slot.rx_total as u32);
+                out.push((slot.conn.remote, next));
+            }
+        }
     }
 
     /// `socket_receive`: copies received data into `buf` (L1: from one packet at most).
     pub(crate) fn receive(&mut self, id: SockId, buf: &mut [u8]) -> Result<usize, SockError> {
         self.check_closed(id)?;
+        if self.read_gate(self.slot(id)?) {
+            return Ok(0);
+        }
         let rule = self.policy.rx_copy;
         let slot = Self::slot_in(&mut self.slots, id)?;
         let Some(handle) = slot.handle else {
@@ -863,4 +1067,16 @@ impl Hal {
             .filter(|s| s.handle.is_some() && s.role != Role::Listener)
             .count()
     }
+}
+
+/// True in the TCP states the stack enters once it processed the peer's FIN or RST.
+fn peer_closed(state: tcp::State) -> bool {
+    matches!(
+        state,
+        tcp::State::CloseWait
+            | tcp::State::LastAck
+            | tcp::State::Closing
+            | tcp::State::TimeWait
+            | tcp::State::Closed
+    )
 }

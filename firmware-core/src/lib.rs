@@ -27,6 +27,7 @@ mod ingress;
 pub mod policy;
 #[cfg(feature = "serde")]
 pub mod range;
+pub mod stacks;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 mod wiring;
@@ -34,8 +35,10 @@ mod wiring;
 pub use device::{Device, DeviceSeeds};
 pub use event::{AppEvent, AppEventSink, ConnId, DeviceEvent};
 pub use policy::{
-    ConfigError, ConnectedRule, DeviceConfig, Policy, RxCopy, StopWithUnread, SynOverflow,
+    ConfigError, ConnectedRule, DeviceConfig, EofRule, Policy, PoolOverflow, RxCopy,
+    StopWithUnread, SynOverflow,
 };
 /// The smoltcp the device runs, so hosts build links and peers from the same types.
 pub use smoltcp;
+pub use stacks::{StackPreset, STACKS};
 pub use wiring::{TcpClient, TcpServer};

@@ -207,6 +207,14 @@ impl TcpClient {
                 self.stop(dev);
                 false
             }
+            ConnectedRule::OpenOnly => {
+                // R2: whatever is still unread, a peer close ends the connection.
+                if dev.hal.stack_open(sock) {
+                    return true;
+                }
+                self.stop(dev);
+                false
+            }
         }
     }
 }

@@ -178,12 +178,18 @@ impl Sim {
         Ok(report)
     }
 
-    /// Runs once per seed (`FWSIM_SEED=N` runs only N, `FWSIM_SEEDS=K` the first K of them).
+    /// Runs once per seed (`FWSIM_SEED=N` runs only N, `FWSIM_SEEDS=K` the first K of them),
+    /// on every core; the reports are in seed order whatever the thread count.
     pub fn sweep(&self, seeds: impl IntoIterator<Item = u64>) -> Result<SweepReport, Error> {
+        use rayon::prelude::*;
         let seeds = seeds_from_env(seeds.into_iter().collect());
-        let mut runs = Vec::with_capacity(seeds.len());
-        for seed in seeds {
-            runs.push(self.clone().seed(seed).run()?);
+        let mut runs = seeds
+            .par_iter()
+            .map(|&seed| self.clone().seed(seed).run())
+            .collect::<Result<Vec<_>, _>>()?;
+        // The replay names the caller's test, which only this thread knows.
+        for run in &mut runs {
+            run.replay = self.replay(run.seed);
         }
         Ok(SweepReport { runs })
     }

@@ -9,8 +9,8 @@
 use crate::peer::{ProgramKind, Workload};
 use crate::scenario::{Injector, Scenario, StallTrigger};
 
-/// How long an injected loop stall lasts: longer than the worker thread's worst notice delay
-/// (the field's 0.5.x worker reacts within about 1.5 ms), so the socket is flagged before the
+/// How long an injected loop stall lasts at least; always also longer than the device's worst
+/// worker-thread notice delay (`worker_delay_max_us`), so the socket is flagged before the
 /// application runs again.
 pub const STALL_US: u64 = 5_000;
 
@@ -59,10 +59,21 @@ impl Injector {
             if !f.device.loop_stall_on.contains(&trigger) {
                 f.device.loop_stall_on.push(trigger);
             }
-            f.device.loop_stall_us = f.device.loop_stall_us.max(STALL_US);
+            let notice_us = f.device.stack.worker_delay_max_us + f.device.loop_period_us;
+            f.device.loop_stall_us = f.device.loop_stall_us.max(STALL_US).max(notice_us);
         };
         match self {
-            Injector::FinBeforeDrain => stall_on(f, StallTrigger::Fin),
+            Injector::FinBeforeDrain => {
+                stall_on(f, StallTrigger::Fin);
+                // The data comes after the accept (the handshake's notice and one loop), so the
+                // FIN meets an accepted, undrained client.
+                let after_accept_us =
+                    2 * (f.device.stack.worker_delay_max_us + f.device.loop_period_us);
+                for w in &mut f.peer {
+                    w.start_delay_min_us = w.start_delay_min_us.max(after_accept_us);
+                    w.start_delay_max_us = w.start_delay_max_us.max(w.start_delay_min_us);
+                }
+            }
             Injector::DataFinBeforeAccept => {
                 stall_on(f, StallTrigger::Syn);
                 f.device.loop_stall_until_close = true;

@@ -96,6 +96,33 @@ impl Default for LinkParams {
 }
 
 impl LinkParams {
+    /// The least time any packet can spend on this link: the lower bound of delay plus jitter
+    /// (unbounded jitter distributions reach 0), plus the airtime of the smallest IPv4 packet
+    /// (a 20-byte header) at `rate_bps`. Power save, slots and stalls only add to it. This is
+    /// the lookahead of a conservative parallel simulation: a packet sent now cannot arrive
+    /// sooner (see the turmoil backend's tick).
+    pub fn min_one_way_delay_us(&self) -> u64 {
+        const SMALLEST_PACKET_BYTES: u64 = 20;
+        let sd = self.jitter_us as f64;
+        let jitter_floor = match self.jitter_dist {
+            _ if sd == 0.0 => 0.0,
+            JitterDist::Uniform => -sd,
+            // The normalised Pareto draw (shape 3) is never below (1 - 1.5) / sqrt(0.75).
+            JitterDist::Pareto => -0.5 / 0.75f64.sqrt() * sd,
+            JitterDist::Normal | JitterDist::Paretonormal => f64::NEG_INFINITY,
+        };
+        let base_us = if self.reorder > 0.0 {
+            0.0 // a reordered packet skips the delay
+        } else {
+            (self.delay_us as f64 + jitter_floor).max(0.0)
+        };
+        let airtime_us = match self.rate_bps {
+            0 => 0,
+            rate => (SMALLEST_PACKET_BYTES + self.overhead_bytes) * 8 * 1_000_000 / rate,
+        };
+        base_us.floor() as u64 + airtime_us
+    }
+
     /// No delay, no loss, no limits.
     pub const IDEAL: LinkParams = LinkParams {
         delay_us: 0,
@@ -323,12 +350,22 @@ pub struct LinkStats {
     pub reordered: u64,
     /// Packets handed to the receiver (duplicates counted each time).
     pub delivered: u64,
+    /// Packets that reached the receiver's backend after their link-model arrival time (the
+    /// turmoil backend at a tick above the link's minimum one-way delay); 0 means exact.
+    pub late: u64,
 }
 
 /// One direction of a link.
 #[derive(Debug)]
 pub struct Link {
     params: LinkParams,
+    /// Slot timing draws, apart from the per-packet draws in `rng`: the turmoil backend
+    /// learns of a packet before its send time (when the sender's step ran first), so the two
+    /// kinds of draw interleave differently there and must not share a stream.
+    slot_rng: ChaCha8Rng,
+    /// The liveness phase: packets sent after this time see `healed` instead of `params`.
+    healed_from: Option<Instant>,
+    healed: LinkParams,
     rng: ChaCha8Rng,
     queue: FlightQueue,
     order: u64,
@@ -361,6 +398,9 @@ impl Link {
         };
         Link {
             params,
+            slot_rng: ChaCha8Rng::seed_from_u64(crate::seed::split_seed(seed, "slots")),
+            healed_from: None,
+            healed: params,
             rng,
             queue: FlightQueue::default(),
             order: 0,
@@ -390,17 +430,32 @@ impl Link {
         self.queue.len()
     }
 
-    /// Liveness phase: from now on the link loses, duplicates, reorders, stalls and sleeps no
-    /// more (delay, jitter and rate stay), so every retransmission gets through.
-    pub fn heal(&mut self) {
-        let p = &mut self.params;
-        p.loss_p = 0.0;
-        p.loss_in_good = 0.0;
-        p.reorder = 0.0;
-        p.duplicate = 0.0;
-        p.stall_every_ms = 0;
-        p.power_save_interval_us = 0;
-        self.in_bad_state = false;
+    /// Liveness phase: packets sent after `at` are lost, duplicated, reordered, stalled and
+    /// put to sleep no more (delay, jitter and rate stay), so every retransmission gets
+    /// through. Keyed by send time, not by call time, so a backend that learns of the phase
+    /// change late (turmoil, one step later) treats every packet as one that learned at once.
+    pub fn heal_from(&mut self, at: Instant) {
+        if self.healed_from.is_some() {
+            return;
+        }
+        self.healed_from = Some(at);
+        self.healed = LinkParams {
+            loss_p: 0.0,
+            loss_in_good: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            stall_every_ms: 0,
+            power_save_interval_us: 0,
+            ..self.params
+        };
+    }
+
+    /// The parameters for a packet sent, or a delivery, at `t`.
+    fn params_at(&self, t: Instant) -> &LinkParams {
+        match self.healed_from {
+            Some(h) if t > h => &self.healed,
+            _ => &self.params,
+        }
     }
 
     /// The receiver of this direction transmitted at `now` (wakes it from power save).
@@ -408,8 +463,7 @@ impl Link {
         self.awake_since_tx = Some(now);
     }
 
-    fn gilbert_elliott_loss(&mut self) -> bool {
-        let p = &self.params;
+    fn gilbert_elliott_loss(&mut self, p: &LinkParams) -> bool {
         // No draw when the transition cannot happen (ideal links stay cheap).
         if self.in_bad_state {
             if self.rng.random_bool(p.loss_r.clamp(0.0, 1.0)) {
@@ -426,8 +480,8 @@ impl Link {
         loss > 0.0 && self.rng.random_bool(loss.clamp(0.0, 1.0))
     }
 
-    fn jitter_us(&mut self) -> f64 {
-        let sd = self.params.jitter_us as f64;
+    fn jitter_us(&mut self, p: &LinkParams) -> f64 {
+        let sd = p.jitter_us as f64;
         if sd == 0.0 {
             return 0.0;
         }
@@ -437,7 +491,7 @@ impl Link {
             let u: f64 = rng.random_range(f64::EPSILON..1.0);
             (u.powf(-1.0 / 3.0) - 1.5) / 0.75f64.sqrt()
         };
-        let z = match self.params.jitter_dist {
+        let z = match p.jitter_dist {
             JitterDist::Uniform => self.rng.random_range(-1.0..=1.0),
             JitterDist::Normal => normal(&mut self.rng),
             JitterDist::Pareto => pareto(&mut self.rng),
@@ -446,39 +500,62 @@ impl Link {
         z * sd
     }
 
-    /// Takes a packet at `now`.
+    /// Takes a packet sent at `now`.
     pub fn enqueue(&mut self, now: Instant, packet: Vec<u8>) {
-        self.stats.enqueued += 1;
-        if self.gilbert_elliott_loss() {
-            self.stats.lost += 1;
-            return;
+        self.enqueue_at(now, packet);
+    }
+
+    /// Takes a packet sent at `sent_at` that reached the receiver's backend at `received_at`
+    /// (the turmoil backend: at the start of the step after it was sent); counts it as late
+    /// when the link model would have delivered it earlier.
+    pub fn enqueue_received(&mut self, sent_at: Instant, packet: Vec<u8>, received_at: Instant) {
+        if self
+            .enqueue_at(sent_at, packet)
+            .is_some_and(|at| at < received_at)
+        {
+            self.stats.late += 1;
         }
-        let copies = if self.params.duplicate > 0.0 && self.rng.random_bool(self.params.duplicate) {
+    }
+
+    /// Takes a packet at `now`; returns when it leaves the link, unless it was lost.
+    fn enqueue_at(&mut self, now: Instant, packet: Vec<u8>) -> Option<Instant> {
+        self.stats.enqueued += 1;
+        let p = *self.params_at(now);
+        if self.healed_from.is_some_and(|h| now > h) {
+            self.in_bad_state = false;
+        }
+        if self.gilbert_elliott_loss(&p) {
+            self.stats.lost += 1;
+            return None;
+        }
+        let copies = if p.duplicate > 0.0 && self.rng.random_bool(p.duplicate) {
             self.stats.duplicated += 1;
             2
         } else {
             1
         };
-        let reorder = self.params.reorder > 0.0 && self.rng.random_bool(self.params.reorder);
-        let mut send_at = if reorder {
+        let reorder = p.reorder > 0.0 && self.rng.random_bool(p.reorder);
+        // Every packet takes its own airtime, even one sent ahead of the queue.
+        let bits = (packet.len() as u64 + p.overhead_bytes) * 8;
+        let tx = Duration::from_micros((bits * 1_000_000).checked_div(p.rate_bps).unwrap_or(0));
+        let send_at = if reorder {
             self.stats.reordered += 1;
-            now
+            now + tx
         } else {
-            let delay = self.params.delay_us as f64 + self.jitter_us();
-            now + Duration::from_micros(delay.max(0.0) as u64)
-        };
-        if self.params.rate_bps > 0 && !reorder {
+            let delay = p.delay_us as f64 + self.jitter_us(&p);
+            let arrive = now + Duration::from_micros(delay.max(0.0) as u64);
             // netem: with a rate, each packet is sent after the previous one, plus its
             // serialisation time.
-            let bits = (packet.len() as u64 + self.params.overhead_bytes) * 8;
-            let tx = Duration::from_micros(bits * 1_000_000 / self.params.rate_bps);
-            let start = send_at.max(self.rate_free_at).max(self.last_send_at);
-            send_at = start + tx;
-            self.rate_free_at = send_at;
-        }
-        if !reorder {
+            let send_at = if p.rate_bps > 0 {
+                let start = arrive.max(self.rate_free_at).max(self.last_send_at);
+                self.rate_free_at = start + tx;
+                start + tx
+            } else {
+                arrive
+            };
             self.last_send_at = self.last_send_at.max(send_at);
-        }
+            send_at
+        };
         if copies == 2 {
             self.order += 1;
             self.queue.push(Queued {
@@ -493,26 +570,28 @@ impl Link {
             order: self.order,
             packet,
         });
+        Some(send_at)
     }
 
     /// The earliest time at or after `t` when the receiver accepts packets (power save, stall).
     fn receivable_at(&self, t: Instant) -> Instant {
+        let p = self.params_at(t);
         let mut t = t;
         // A stall window pushes delivery to its end.
-        if self.params.stall_every_ms > 0 && self.params.stall_ms > 0 {
-            let every = self.params.stall_every_ms * 1000;
+        if p.stall_every_ms > 0 && p.stall_ms > 0 {
+            let every = p.stall_every_ms * 1000;
             let phase = self.stall_phase_ms * 1000;
             let us = t.total_micros() as u64;
             if us >= phase {
                 let into = (us - phase) % every;
-                if into < self.params.stall_ms * 1000 {
-                    t += Duration::from_micros(self.params.stall_ms * 1000 - into);
+                if into < p.stall_ms * 1000 {
+                    t += Duration::from_micros(p.stall_ms * 1000 - into);
                 }
             }
         }
-        let interval = self.params.power_save_interval_us;
+        let interval = p.power_save_interval_us;
         if interval > 0 {
-            let awake = self.params.power_save_awake_us;
+            let awake = p.power_save_awake_us;
             if let Some(tx) = self.awake_since_tx {
                 if t >= tx && t < tx + Duration::from_micros(awake) {
                     return t;
@@ -569,7 +648,7 @@ impl Link {
         if self.params.slot_min_us > 0 {
             let lo = self.params.slot_min_us;
             let hi = self.params.slot_max_us.max(lo);
-            let next = self.rng.random_range(lo..=hi);
+            let next = self.slot_rng.random_range(lo..=hi);
             self.next_slot_at = Some(now + Duration::from_micros(next));
         }
     }
@@ -748,5 +827,57 @@ mod tests {
         let params = Preset::WlanBad.params(true);
         assert_eq!(run(params, 42, 3000, 500), run(params, 42, 3000, 500));
         assert_ne!(run(params, 42, 3000, 500).0, run(params, 43, 3000, 500).0);
+    }
+
+    /// The lookahead the turmoil backend's tick relies on: no packet of any size, on any
+    /// preset or direction, leaves the link sooner than `min_one_way_delay_us` after it was sent.
+    #[test]
+    fn no_packet_beats_the_minimum_one_way_delay() {
+        for preset in Preset::ALL {
+            for downlink in [false, true] {
+                let params = preset.params(downlink);
+                let min_us = params.min_one_way_delay_us();
+                let mut earliest = u64::MAX;
+                let mut probe = Link::new(params, 7);
+                for i in 0..20_000u64 {
+                    let sent = Instant::from_micros((i * 37) as i64);
+                    let size = 20 + (i * 7919 % 1481) as usize;
+                    if let Some(at) = probe.enqueue_at(sent, vec![0; size]) {
+                        earliest = earliest.min((at - sent).total_micros());
+                    }
+                }
+                assert!(
+                    earliest >= min_us,
+                    "{preset} {downlink}: {earliest} < {min_us}"
+                );
+                if preset != Preset::Ideal {
+                    assert!(min_us > 0, "{preset}: a WLAN has airtime");
+                }
+            }
+        }
+    }
+
+    /// Healing is keyed by send time: a backend that learns of the liveness phase after some
+    /// earlier packets reached the link (turmoil) gets exactly what one that learned at once
+    /// (loopback) gets.
+    #[test]
+    fn healing_depends_on_send_time_not_call_time() {
+        let params = Preset::WlanBad.params(true);
+        let heal_at = Instant::from_micros(50_000);
+        let sent = |i: u64| Instant::from_micros((i * 100) as i64);
+        let mut at_once = Link::new(params, 3);
+        let mut late = Link::new(params, 3);
+        late.heal_from(heal_at);
+        for i in 0..1000 {
+            if sent(i) > heal_at {
+                at_once.heal_from(heal_at);
+            }
+            assert_eq!(
+                at_once.enqueue_at(sent(i), vec![0; 60]),
+                late.enqueue_at(sent(i), vec![0; 60])
+            );
+        }
+        assert_eq!(at_once.stats(), late.stats());
+        assert!(late.stats().lost > 0, "the preset lost before healing");
     }
 }

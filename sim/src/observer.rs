@@ -8,7 +8,7 @@ use firmware_core::{AppEvent, AppEventSink, ConnId, DeviceEvent};
 
 use crate::oracle::Oracle;
 use crate::peer::PeerEvent;
-use crate::trace::Trace;
+use crate::trace::{Stream, Trace};
 
 /// The oracle and the trace of one run, and the events themselves when they are kept.
 pub(crate) struct Observer {
@@ -63,13 +63,20 @@ impl Observer {
         self.oracle.device_event(event);
         self.keep(now, || ObservedEvent::Device(*event));
         match *event {
-            DeviceEvent::DataReceived { conn, bytes } => {
-                self.trace
-                    .record_count(now, "device rx", conn.remote.port, bytes as u64)
-            }
-            e => self
-                .trace
-                .record(now, "device", Some(e.peer_port()), format_args!("{e:?}")),
+            DeviceEvent::DataReceived { conn, bytes } => self.trace.record_count(
+                now,
+                Stream::Device,
+                "device rx",
+                conn.remote.port,
+                bytes as u64,
+            ),
+            e => self.trace.record(
+                now,
+                Stream::Device,
+                "device",
+                Some(e.peer_port()),
+                format_args!("{e:?}"),
+            ),
         }
     }
 
@@ -84,12 +91,16 @@ impl Observer {
             }
         }
         match event {
-            AppEvent::Read { conn, data } => {
-                self.trace
-                    .record_count(now, "app read", conn.remote.port, data.len() as u64)
-            }
+            AppEvent::Read { conn, data } => self.trace.record_count(
+                now,
+                Stream::Device,
+                "app read",
+                conn.remote.port,
+                data.len() as u64,
+            ),
             other => self.trace.record(
                 now,
+                Stream::Device,
                 "app",
                 Some(other.peer_port()),
                 format_args!("{other:?}"),
@@ -104,15 +115,20 @@ impl Observer {
         match *event {
             PeerEvent::Sent { port, bytes } => {
                 self.trace
-                    .record_count(now, "peer sent", port, bytes as u64)
+                    .record_count(now, Stream::Peer, "peer sent", port, bytes as u64)
             }
             // As frequent as data: hashed as numbers, formatted only when read.
             PeerEvent::Acked { port, bytes } => {
-                self.trace.record_count(now, "peer acked", port, bytes)
+                self.trace
+                    .record_count(now, Stream::Peer, "peer acked", port, bytes)
             }
-            ref e => self
-                .trace
-                .record(now, "peer", Some(e.port()), format_args!("{e:?}")),
+            ref e => self.trace.record(
+                now,
+                Stream::Peer,
+                "peer",
+                Some(e.port()),
+                format_args!("{e:?}"),
+            ),
         }
     }
 
@@ -133,7 +149,12 @@ impl Observer {
         port: Option<u16>,
         what: std::fmt::Arguments<'_>,
     ) {
-        self.trace.record(now, source, port, what);
+        // The device notes its own restarts and stalls; everything else is the run's.
+        let stream = match source {
+            "device" | "app" => Stream::Device,
+            _ => Stream::Run,
+        };
+        self.trace.record(now, stream, source, port, what);
     }
 }
 

@@ -28,6 +28,9 @@ pub fn human(report: &RunReport, all_rows: bool) -> String {
             ""
         }
     );
+    if let Some(line) = report.timing_note() {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(
         out,
         "{:>6} {:>10} {:>5} {:>6} {:>6} {:>6} {:>6}  verdict",
@@ -106,12 +109,35 @@ pub fn json(report: &RunReport) -> serde_json::Value {
         "trace_events": report.trace_events,
         "sim_time_us": report.sim_time_us,
         "timed_out": report.timed_out,
+        "turmoil_tick_us": report.turmoil_tick.map(|t| t.tick_us),
+        "exact_timing": report.exact_timing(),
+        "late_packets": report.uplink.late + report.downlink.late,
         "rows": report.rows,
         "replay": report.replay,
     })
 }
 
 impl RunReport {
+    /// Every packet kept its link-model time: always on the loopback backend; on turmoil when
+    /// the tick is no larger than the link's minimum one-way delay and nothing came late.
+    pub fn exact_timing(&self) -> bool {
+        self.turmoil_tick.is_none_or(|t| t.exact) && self.uplink.late + self.downlink.late == 0
+    }
+
+    /// A line saying how the turmoil backend approximated, if it did.
+    pub fn timing_note(&self) -> Option<String> {
+        let tick = self.turmoil_tick?;
+        let late = self.uplink.late + self.downlink.late;
+        (!self.exact_timing()).then(|| {
+            format!(
+                "approximate timing: turmoil tick {} us; {late} packets reached the peer up to one \
+                 tick late (a tick no larger than the link's minimum one-way delay is exact: \
+                 turmoil_tick_us = 0 picks it when the link has one)",
+                tick.tick_us
+            )
+        })
+    }
+
     /// Panics unless the run tested something and lost nothing silently; the message is the
     /// per-connection table and the command that replays the run.
     pub fn assert_no_silent_loss(&self) {

@@ -17,7 +17,7 @@ use crate::link::LinkStats;
 use crate::observer::{Observed, Observer};
 use crate::oracle::{ConnReport, Oracle, Summary};
 use crate::peer::{workload_payloads, PayloadError, PeerHost};
-use crate::scenario::{Scenario, ScenarioError, Set};
+use crate::scenario::{Scenario, ScenarioError, Set, TurmoilTick};
 use crate::trace::Trace;
 
 /// What a run produced.
@@ -50,6 +50,10 @@ pub struct RunReport {
     pub downlink: LinkStats,
     /// The run hit its time limit before every peer program finished.
     pub timed_out: bool,
+    /// The turmoil backend's step and whether it keeps every link-model time (`None` on the
+    /// loopback backend, exact by construction). Packets it delivered late are counted in
+    /// `uplink.late` and `downlink.late`.
+    pub turmoil_tick: Option<TurmoilTick>,
 }
 
 /// Which run a report is about.
@@ -246,6 +250,8 @@ impl Replay {
 pub(crate) struct Prepared {
     pub(crate) scenario: Scenario,
     pub(crate) policy: Policy,
+    /// The rules came from [`crate::Sim::rules`], not from the scenario.
+    pub(crate) rules_override: bool,
     pub(crate) app: AppFactory,
     pub(crate) replay: Replay,
 }
@@ -279,6 +285,7 @@ impl Prepared {
         });
         Ok(Prepared {
             policy: rules.unwrap_or_else(|| s.policy()),
+            rules_override: rules.is_some(),
             scenario: s,
             app,
             replay,
@@ -315,7 +322,10 @@ impl RunCore {
         let config = &prep.scenario;
         let label = RunLabel {
             scenario: config.name.clone(),
-            policy: prep.policy.name().into(),
+            policy: match prep.rules_override {
+                true => prep.policy.name().into(),
+                false => config.policy_label(),
+            },
             preset: config.link.preset.name().into(),
             backend: backend.into(),
         };
@@ -376,9 +386,10 @@ impl RunCore {
 
     /// After the peer ran at `t`: starts the liveness phase when the workload is over (then
     /// returns true: the backend heals its links, so every retransmission gets through before
-    /// the verdict), and notes when nothing more can happen: the peer is quiet and the links
-    /// (as the backend sees them) are empty.
-    pub(crate) fn after_peer(&mut self, t: Instant, peer: &PeerHost, links_empty: bool) -> bool {
+    /// the verdict), and notes when the peer went quiet (nothing more can come from it; what
+    /// is still on the links arrives well inside the drain). Only the peer's own state counts,
+    /// so every backend sees the same instant.
+    pub(crate) fn after_peer(&mut self, t: Instant, peer: &PeerHost) -> bool {
         let mut heal = false;
         if self.phase == Phase::Safety && peer.finished() {
             self.phase = Phase::Liveness { quiet_since: None };
@@ -387,7 +398,7 @@ impl RunCore {
             heal = true;
         }
         if let Phase::Liveness { quiet_since: None } = self.phase {
-            if peer.quiet() && links_empty {
+            if peer.quiet() {
                 self.phase = Phase::Liveness {
                     quiet_since: Some(t),
                 };
@@ -407,6 +418,11 @@ impl RunCore {
         if let Some(capture) = self.capture.as_mut() {
             capture.finish().map_err(RunError::Capture)?;
         }
+        // A finished run ends when its drain ends, whenever its backend noticed.
+        let now = match (stop, self.done_at()) {
+            (Stop::Done, Some(done)) => done,
+            _ => now,
+        };
         let rows = self.observer.oracle.judge();
         let trace = &mut self.observer.trace;
         Ok(RunReport {
@@ -427,6 +443,7 @@ impl RunCore {
             uplink,
             downlink,
             timed_out: stop == Stop::TimedOut,
+            turmoil_tick: None,
         })
     }
 }

@@ -589,3 +589,43 @@ fn out_of_range_counts_are_usage_errors() {
     }
     assert!(!Path::new(&never).exists(), "nothing half-written");
 }
+
+#[test]
+fn stack_presets_and_rules_are_named_on_the_command_line() {
+    let file = scenario("field/smoltcp-111");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", file.as_str(), "--set", "peer.0.count=5"];
+        a.extend_from_slice(extra);
+        fwsim(&a)
+    };
+    let buggy = run(&["--policy", "smoltcp-0.4"]);
+    assert_eq!(status(&buggy), 1, "{}", text(&buggy));
+    assert!(
+        text(&buggy).contains("policy smoltcp-0.4"),
+        "{}",
+        text(&buggy)
+    );
+    let fixed = run(&["--policy", "fixed"]);
+    assert_eq!(status(&fixed), 0, "{}", text(&fixed));
+    // The same rule switched by name on top of fixed.
+    let switched = run(&[
+        "--policy",
+        "fixed",
+        "--set",
+        "device.rules.fin_past_hole_accepted=true",
+    ]);
+    assert_eq!(status(&switched), 1, "{}", text(&switched));
+    assert!(
+        text(&switched).contains("policy fixed+rules"),
+        "{}",
+        text(&switched)
+    );
+    assert_error(
+        &["run", &file, "--set", "device.rules.fin_past_hole=true"],
+        &["device.rules.fin_past_hole", "unknown field"],
+    );
+    assert_error(
+        &["sweep", &file, "--policy", "esp32"],
+        &["esp32-arduino-2.0", "smoltcp-0.4", "both"],
+    );
+}

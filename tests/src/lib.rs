@@ -2,8 +2,8 @@
 //! share.
 
 use firmware_core::app::{App, RecordedKind};
-use firmware_core::testkit::Bench;
-use firmware_core::{DeviceConfig, Policy};
+use firmware_core::testkit::{bench_config, Bench};
+use firmware_core::Policy;
 
 /// The field message: `echo -e "\xaa\x05\xfe\x93\x00\x00\x01\x41" | nc HOST 6000`
 /// (echo appends a newline: 9 bytes on the wire).
@@ -25,7 +25,7 @@ pub struct NcOutcome {
 /// times, then data and FIN arrive together between two loop iterations; then the application
 /// runs for 50 more loops.
 pub fn nc_once(policy: Policy, app: Box<dyn App>, accept_loops: usize) -> NcOutcome {
-    let mut b = Bench::new(policy, DeviceConfig::for_policy(&policy), app);
+    let mut b = Bench::new(policy, bench_config(&policy), app);
     let h = b.connect(FORUM_PORT);
     b.exchange();
     b.run_app(accept_loops);

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use firmware_core::app::App;
 use firmware_core::smoltcp::iface::SocketHandle;
-use firmware_core::testkit::Bench;
-use firmware_core::{AppEventSink, Device, DeviceConfig, Policy, TcpClient, TcpServer};
+use firmware_core::testkit::{bench_config, Bench};
+use firmware_core::{AppEventSink, Device, Policy, TcpClient, TcpServer};
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
@@ -183,7 +183,7 @@ impl Sut {
 
 impl Sut {
     fn new(policy: Policy) -> Sut {
-        let mut bench = Bench::new(policy, DeviceConfig::for_policy(&policy), Box::new(Idle));
+        let mut bench = Bench::new(policy, bench_config(&policy), Box::new(Idle));
         let mut server = TcpServer::new(PORT);
         server.begin(&mut bench.dev).expect("listen");
         Sut {

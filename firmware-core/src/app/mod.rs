@@ -10,16 +10,20 @@ use crate::event::AppEventSink;
 use crate::wiring::TcpClient;
 use crate::{AppEvent, ConnId};
 
+mod connected_reader;
 mod control;
 mod echo;
 mod forum;
+mod http_server;
 mod multi_client;
 mod server_closes;
 mod tcp_server;
 
+pub use connected_reader::ConnectedReader;
 pub use control::{ControlReply, ControlRequest};
 pub use echo::Echo;
 pub use forum::ForumSketch;
+pub use http_server::HttpServer;
 pub use multi_client::MultiClientReceiver;
 pub use server_closes::ServerCloses;
 pub use tcp_server::{Server, ServerKind, ServerManager};

@@ -99,10 +99,9 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
         if node.step(now, device_due, &mut phy, &mut core.observer) {
             device_at_cache = None;
         }
-        let links_empty = wire.uplink.in_flight() == 0 && wire.downlink.in_flight() == 0;
-        if core.after_peer(now, &peer.host, links_empty) {
-            wire.uplink.heal();
-            wire.downlink.heal();
+        if core.after_peer(now, &peer.host) {
+            wire.uplink.heal_from(now);
+            wire.downlink.heal_from(now);
         }
     };
     core.finish(now, stop, wire.uplink.stats(), wire.downlink.stats())

@@ -7,8 +7,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use firmware_core::app::ForumSketch;
 use firmware_core::smoltcp::iface::SocketHandle;
 use firmware_core::smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
-use firmware_core::testkit::{Bench, DEVICE_ADDR, PEER_ADDR};
-use firmware_core::{DeviceConfig, Policy, TcpClient, TcpServer};
+use firmware_core::testkit::{bench_config, Bench, DEVICE_ADDR, PEER_ADDR};
+use firmware_core::{Policy, TcpClient, TcpServer};
 
 /// One step of the `ingress` target.
 #[derive(Debug, Arbitrary)]
@@ -45,7 +45,7 @@ pub fn ingress(data: &[u8]) {
     for policy in [Policy::LEGACY, Policy::FIXED] {
         let mut u = Unstructured::new(data);
         let app = Box::new(ForumSketch::new(6000));
-        let mut b = Bench::new(policy, DeviceConfig::for_policy(&policy), app);
+        let mut b = Bench::new(policy, bench_config(&policy), app);
         let mut newest = None;
         for _ in 0..64 {
             let Ok(op) = IngressOp::arbitrary(&mut u) else {
@@ -134,7 +134,7 @@ struct WiringRun {
 impl WiringRun {
     /// A bench under `policy` with an idle app and a server listening on port 6000.
     fn new(policy: Policy) -> WiringRun {
-        let mut b = Bench::new(policy, DeviceConfig::for_policy(&policy), Box::new(Idle));
+        let mut b = Bench::new(policy, bench_config(&policy), Box::new(Idle));
         let mut server = TcpServer::new(6000);
         let _ = server.begin(&mut b.dev);
         WiringRun {

@@ -347,6 +347,7 @@ impl Live {
             uplink: wire.uplink.stats(),
             downlink: wire.downlink.stats(),
             timed_out: false,
+            turmoil_tick: None,
         })
     }
 }

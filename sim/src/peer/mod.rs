@@ -35,6 +35,9 @@ enum Phase {
     WaitAcked,
     /// FIN sent; reading until the device closes or this time.
     Lingering(Instant),
+    /// FIN sent and the program gone (`await_device_close = false`): the stack still sends,
+    /// acknowledges and closes until this time, but no reset reaches the program.
+    Orphaned(Instant),
     Done,
 }
 
@@ -188,7 +191,10 @@ impl PeerHost {
         let mut consider = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
         for c in &self.conns {
             match c.phase {
-                Phase::StartingAt(x) | Phase::CloseAt(x) | Phase::Lingering(x) => consider(x),
+                Phase::StartingAt(x)
+                | Phase::CloseAt(x)
+                | Phase::Lingering(x)
+                | Phase::Orphaned(x) => consider(x),
                 Phase::Connecting => {
                     let w = &self.workloads[c.record.workload];
                     consider(after_ms(c.record.opened_at, w.connect_timeout_ms));
@@ -341,6 +347,7 @@ impl PeerHost {
                     self.events.push(PeerEvent::ConnectFailed { port });
                 } else if c.last_state != tcp::State::LastAck
                     && c.last_state != tcp::State::TimeWait
+                    && !matches!(c.phase, Phase::Orphaned(_))
                 {
                     c.record.reset_seen = true;
                     self.events.push(PeerEvent::ResetSeen { port });
@@ -415,7 +422,19 @@ impl PeerConn {
             Phase::CloseAt(t) if now >= t => {
                 socket.close();
                 events.push(PeerEvent::FinSent { port });
-                self.phase = Phase::Lingering(after_ms(now, w.linger_ms));
+                self.phase = match w.await_device_close {
+                    true => Phase::Lingering(after_ms(now, w.linger_ms)),
+                    // Closed and gone: nothing the device does later reaches the program.
+                    false => Phase::Orphaned(after_ms(now, w.linger_ms)),
+                };
+            }
+            Phase::Orphaned(t)
+                if now >= t
+                    || matches!(socket.state(), tcp::State::TimeWait | tcp::State::Closed) =>
+            {
+                self.record.finished = true;
+                self.phase = Phase::Done;
+                events.push(PeerEvent::Finished { port });
             }
             Phase::Lingering(t) => self.linger(t, socket, now, events),
             _ => {}

@@ -66,6 +66,11 @@ pub struct Workload {
     /// How long a closed connection keeps reading for the device's FIN or RST. Range: 0..=86400000.
     #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 86400000>")]
     pub linger_ms: u64,
+    /// After its FIN, wait for the device to close (`linger_ms`) and watch for a reset (true,
+    /// like `nc`), or be done at once (false: the sender closed its socket and moved on, like
+    /// an HTTP server after a `Connection: close` response; an RST arriving later reaches a
+    /// socket nobody reads, so the peer cannot see it).
+    pub await_device_close: bool,
     /// A connection still not established after this long gives up (like `nc -w`). Range: 1..=86400000.
     #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 1, 86400000>")]
     pub connect_timeout_ms: u64,
@@ -87,6 +92,7 @@ impl Default for Workload {
             close_delay_us: 15,
             hold_ms: 1000,
             linger_ms: 2000,
+            await_device_close: true,
             connect_timeout_ms: 10_000,
         }
     }

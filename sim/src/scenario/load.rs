@@ -253,7 +253,7 @@ fn fill_defaults(doc: &mut toml::Table) -> Result<(), PathError> {
             .get("policy")
             .and_then(|p| PolicyName::deserialize(p.clone()).ok())
             .unwrap_or_default();
-        for (k, v) in table_of(&DeviceConfig::for_policy(&policy.policy())) {
+        for (k, v) in table_of(&policy.preset().device) {
             device.entry(k).or_insert(v);
         }
     }
@@ -342,6 +342,38 @@ mod tests {
     }
 
     #[test]
+    fn stack_presets_bring_their_device_defaults_and_rules_switch_one_rule() {
+        let names: Vec<&str> = PolicyName::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, firmware_core::Policy::NAMES.to_vec());
+        let esp = parse(
+            "t.toml",
+            MINIMAL,
+            &sets(&["device.policy=\"esp8266-arduino-2.6\""]),
+        );
+        let esp = esp.unwrap();
+        assert_eq!(
+            (esp.device.stack.pool_size, esp.device.stack.backlog),
+            (5, 5)
+        );
+        assert!(esp.policy().fin_answered_with_rst);
+        assert_eq!(esp.policy_label(), "esp8266-arduino-2.6");
+        let text = MINIMAL.replace(
+            "[[peer]]",
+            "[device.rules]\nfin_past_hole_accepted = true\n[[peer]]",
+        );
+        let c = parse("t.toml", &text, &[]).unwrap();
+        assert_eq!(
+            c.policy(),
+            firmware_core::Policy {
+                fin_past_hole_accepted: true,
+                ..firmware_core::Policy::LEGACY
+            }
+        );
+        assert_eq!(c.policy_label(), "legacy+rules");
+        assert_eq!(parse("saved.toml", &c.to_toml(), &[]).unwrap(), c);
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         for (text, line, needle) in [
             (
@@ -383,6 +415,21 @@ mod tests {
                 "name = \"t\"\n[device]\napp = \"toaster\"\n[[peer]]\n",
                 3,
                 "toaster",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\n[device.rules]\nfin_past_hole = true\n[[peer]]\n",
+                5,
+                "device.rules.fin_past_hole: unknown field",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\n[device.rules]\neof_rule = \"never\"\n[[peer]]\n",
+                5,
+                "device.rules.eof_rule: unknown variant `never`",
+            ),
+            (
+                "name = \"t\"\n[device]\napp = \"forum\"\npolicy = \"esp32\"\n[[peer]]\n",
+                4,
+                "device.policy: unknown variant `esp32`",
             ),
         ] {
             let e = parse("s.toml", text, &[]).unwrap_err();

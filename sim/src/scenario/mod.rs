@@ -8,7 +8,8 @@
 use std::fmt;
 
 use firmware_core::app::{
-    App, Echo, ForumSketch, MultiClientReceiver, ServerCloses, ServerManager,
+    App, ConnectedReader, Echo, ForumSketch, HttpServer, MultiClientReceiver, ServerCloses,
+    ServerManager,
 };
 use firmware_core::range::{u16_in, u64_in, usize_in};
 use firmware_core::smoltcp::time::Duration;
@@ -19,9 +20,11 @@ use crate::link::{LinkParams, Preset};
 use crate::peer::{parse_hex, Workload};
 
 mod load;
+mod rules;
 mod set;
 
 pub use load::{load, parse};
+pub use rules::RuleOverrides;
 pub use set::{Set, SetFlag};
 
 /// A complete scenario. [`load`] returns it with every default filled in; code that builds one
@@ -52,11 +55,11 @@ pub struct Scenario {
         deserialize_with = "u64_in::<_, 0, 3600000>"
     )]
     pub drain_ms: u64,
-    /// Time step of the turmoil backend. Range: 1..=1000000.
-    #[serde(
-        default = "default_turmoil_tick",
-        deserialize_with = "u64_in::<_, 1, 1000000>"
-    )]
+    /// Time step of the turmoil backend; 0 (the default) picks the exact one, the minimum
+    /// one-way delay from the device to the peer ([`Scenario::turmoil_tick`]). A larger tick
+    /// runs faster but approximates: the report counts the packets it delivered late.
+    /// Range: 0..=1000000.
+    #[serde(default, deserialize_with = "u64_in::<_, 0, 1000000>")]
     pub turmoil_tick_us: u64,
     /// The firmware device.
     pub device: DeviceSpec,
@@ -82,11 +85,6 @@ fn default_duration() -> u64 {
 }
 fn default_drain() -> u64 {
     3_000
-}
-pub(crate) fn default_turmoil_tick() -> u64 {
-    // The peer runs first in each step, so what reaches the device is exact at any tick; the
-    // tick only delays the device's packets to the peer (Wi-Fi power save alone adds 100 ms).
-    50_000
 }
 
 /// Which backend runs the scenario.
@@ -141,12 +139,17 @@ pub enum AppName {
     ServerCloses,
     /// Echoes what it reads.
     Echo,
+    /// One client at a time, a byte per `available()` while `connected()`
+    /// (`consume_us_per_byte`).
+    ConnectedReader,
+    /// Worker slots (`slots`), each answering a request after `service_time_ms`.
+    HttpServer,
     /// Device OS's TCP server test app: no server until a control request starts one
     /// (`fwsim serve --control`).
     TcpServer,
 }
 
-/// The device's socket rules.
+/// The device's socket rules and defaults: a stack preset ([`firmware_core::STACKS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyName {
@@ -155,20 +158,62 @@ pub enum PolicyName {
     Legacy,
     /// The rules that lose nothing ([`Policy::FIXED`]).
     Fixed,
+    /// ESP8266 Arduino core 2.6 (esp8266/Arduino #2569: R3, R5).
+    #[serde(rename = "esp8266-arduino-2.6")]
+    Esp8266Arduino26,
+    /// ESP8266 Arduino core 2.7 (esp8266/Arduino #6701: R2).
+    #[serde(rename = "esp8266-arduino-2.7")]
+    Esp8266Arduino27,
+    /// ESP32 Arduino core 2.0 (espressif/arduino-esp32 #8042: R2).
+    #[serde(rename = "esp32-arduino-2.0")]
+    Esp32Arduino20,
+    /// Electron, Device OS 0.5 (particle-iot/device-os #896: R6).
+    #[serde(rename = "electron-0.5")]
+    Electron05,
+    /// Photon, Device OS 0.4 (particle-iot/device-os #660: R10 on L1-L7).
+    #[serde(rename = "photon-0.4")]
+    Photon04,
+    /// BK72xx OpenBK7231T_App before PR #2191 (R9: backlog 1).
+    #[serde(rename = "bk72xx-backlog0")]
+    Bk72xxBacklog0,
+    /// smoltcp 0.4 (smoltcp-rs/smoltcp #111: R7).
+    #[serde(rename = "smoltcp-0.4")]
+    Smoltcp04,
 }
 
 impl PolicyName {
+    /// Every preset, in the order of [`firmware_core::STACKS`].
+    pub const ALL: [PolicyName; 9] = [
+        PolicyName::Legacy,
+        PolicyName::Fixed,
+        PolicyName::Esp8266Arduino26,
+        PolicyName::Esp8266Arduino27,
+        PolicyName::Esp32Arduino20,
+        PolicyName::Electron05,
+        PolicyName::Photon04,
+        PolicyName::Bk72xxBacklog0,
+        PolicyName::Smoltcp04,
+    ];
+
+    /// The stack preset.
+    pub fn preset(self) -> &'static firmware_core::StackPreset {
+        let i = PolicyName::ALL.iter().position(|p| *p == self).unwrap_or(0);
+        &firmware_core::STACKS[i]
+    }
+
     /// The rules.
     pub fn policy(self) -> Policy {
-        match self {
-            PolicyName::Legacy => Policy::LEGACY,
-            PolicyName::Fixed => Policy::FIXED,
-        }
+        self.preset().policy
     }
 
     /// The name used in files and on the command line.
     pub fn name(self) -> &'static str {
-        self.policy().name()
+        self.preset().name
+    }
+
+    /// The preset called `name`.
+    pub fn from_name(name: &str) -> Option<PolicyName> {
+        PolicyName::ALL.into_iter().find(|p| p.name() == name)
     }
 }
 
@@ -267,6 +312,15 @@ pub struct DeviceSpec {
     /// multi-client: the message every connection repeats, hex (empty: no check).
     #[serde(default)]
     pub pattern_hex: String,
+    /// connected-reader: time to process one byte. Range: 0..=10000000.
+    #[serde(default, deserialize_with = "u64_in::<_, 0, 10000000>")]
+    pub consume_us_per_byte: u64,
+    /// http-server: time from taking a client to answering its request. Range: 0..=3600000.
+    #[serde(default, deserialize_with = "u64_in::<_, 0, 3600000>")]
+    pub service_time_ms: u64,
+    /// Socket rules switched away from the preset's value (`[device.rules]`).
+    #[serde(default)]
+    pub rules: RuleOverrides,
     /// server-closes: close after this many bytes. Range: 1..=1073741824.
     #[serde(
         default = "default_close_after",
@@ -274,7 +328,7 @@ pub struct DeviceSpec {
     )]
     pub close_after: usize,
     /// The device's pool, buffers and Wi-Fi worker timing. Left out of a file, each takes the
-    /// policy's default ([`DeviceConfig::for_policy`]).
+    /// preset's default ([`firmware_core::StackPreset::device`]).
     #[serde(flatten)]
     pub stack: DeviceConfig,
 }
@@ -320,6 +374,15 @@ impl DeviceSpec {
             )),
             AppName::ServerCloses => Box::new(ServerCloses::new(port, self.close_after)),
             AppName::Echo => Box::new(Echo::new(port)),
+            AppName::ConnectedReader => Box::new(ConnectedReader::new(
+                port,
+                Duration::from_micros(self.consume_us_per_byte),
+            )),
+            AppName::HttpServer => Box::new(HttpServer::new(
+                port,
+                self.slots,
+                Duration::from_millis(self.service_time_ms),
+            )),
             AppName::TcpServer => Box::new(ServerManager::new()),
         }
     }
@@ -342,7 +405,10 @@ impl DeviceSpec {
             inactivity_timeout_ms: default_inactivity(),
             pattern_hex: String::new(),
             close_after: default_close_after(),
-            stack: DeviceConfig::for_policy(&policy.policy()),
+            consume_us_per_byte: 0,
+            service_time_ms: 0,
+            rules: RuleOverrides::default(),
+            stack: policy.preset().device,
         }
     }
 }
@@ -408,7 +474,43 @@ pub(crate) struct Invalid {
     pub(crate) message: String,
 }
 
+/// The turmoil backend's time step for a scenario, and whether it is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurmoilTick {
+    /// The step.
+    pub tick_us: u64,
+    /// No packet can arrive inside the step it was sent in: both directions keep their
+    /// link-model times (the peer runs first in a step, so the device's side is always exact).
+    pub exact: bool,
+}
+
+/// The tick when the link from the device to the peer can be instant (no exact tick exists).
+pub const APPROXIMATE_TICK_US: u64 = 100;
+
 impl Scenario {
+    /// The turmoil tick: `turmoil_tick_us` if set, else the minimum one-way delay from the
+    /// device to the peer, the lookahead of conservative parallel simulation (a packet the
+    /// device sends in one step then reaches the peer no earlier than the next, when the peer
+    /// runs first). A link with no minimum delay (the `ideal` preset) has no exact tick;
+    /// [`APPROXIMATE_TICK_US`] is used and the report says so.
+    pub fn turmoil_tick(&self) -> TurmoilTick {
+        let lookahead_us = self.link.uplink.min_one_way_delay_us();
+        match self.turmoil_tick_us {
+            0 if lookahead_us == 0 => TurmoilTick {
+                tick_us: APPROXIMATE_TICK_US,
+                exact: false,
+            },
+            0 => TurmoilTick {
+                tick_us: lookahead_us.min(1_000_000),
+                exact: true,
+            },
+            tick_us => TurmoilTick {
+                tick_us,
+                exact: tick_us <= lookahead_us,
+            },
+        }
+    }
+
     /// A scenario of `app` under `policy` with one default `nc` workload on the ideal link.
     pub fn new(name: &str, app: AppName, policy: PolicyName) -> Scenario {
         Scenario {
@@ -418,7 +520,7 @@ impl Scenario {
             backend: Backend::default(),
             max_duration_ms: default_duration(),
             drain_ms: default_drain(),
-            turmoil_tick_us: default_turmoil_tick(),
+            turmoil_tick_us: 0,
             device: DeviceSpec::new(app, policy),
             link: LinkSpec::default(),
             peer: vec![Workload::default()],
@@ -427,9 +529,20 @@ impl Scenario {
         }
     }
 
-    /// The device's socket rules.
+    /// The device's socket rules: the preset's, with `[device.rules]` applied.
     pub fn policy(&self) -> Policy {
-        self.device.policy.policy()
+        self.device.rules.apply(self.device.policy.policy())
+    }
+
+    /// The name of the rules in reports: the preset's, `+rules` when `[device.rules]` switched
+    /// some.
+    pub fn policy_label(&self) -> String {
+        let name = self.device.policy.name();
+        if self.device.rules.is_empty() {
+            name.into()
+        } else {
+            format!("{name}+rules")
+        }
     }
 
     /// Checks the rules between fields (ranges of single fields are checked when a file is

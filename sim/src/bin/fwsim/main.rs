@@ -169,11 +169,20 @@ struct Which {
     knobs: Knobs,
 }
 
+/// The values of `fwsim sweep --policy`: every stack preset, and `both`.
+fn sweep_policies() -> clap::builder::PossibleValuesParser {
+    let mut names: Vec<&'static str> = firmware_core::Policy::NAMES.to_vec();
+    names.push("both");
+    clap::builder::PossibleValuesParser::new(names)
+}
+
 /// One policy and preset, and the other changes (`run`, `shrink` and `fit`).
 #[derive(Args)]
 struct Knobs {
-    /// Socket rules of the device: legacy (Device OS 0.5.3) or fixed. Default: the scenario's.
-    #[arg(long, value_parser = ["legacy", "fixed"])]
+    /// Socket rules and device defaults of a stack preset: legacy (Device OS 0.5.3), fixed,
+    /// esp8266-arduino-2.6, esp8266-arduino-2.7, esp32-arduino-2.0, electron-0.5, photon-0.4,
+    /// bk72xx-backlog0, smoltcp-0.4. Default: the scenario's.
+    #[arg(long, value_parser = firmware_core::Policy::NAMES)]
     policy: Option<String>,
     /// Link preset (ideal, wlan-good, wlan-busy, wlan-bad): the link starts over from it.
     /// Default: the scenario's link.
@@ -254,8 +263,9 @@ struct SweepArgs {
     /// Seeds: N (1..=N), A..B, or a,b,c.
     #[arg(long, default_value = "100")]
     seeds: String,
-    /// legacy, fixed, or both.
-    #[arg(long, default_value = "both", value_parser = ["legacy", "fixed", "both"])]
+    /// A stack preset (see `fwsim run --help`), or both: the scenario's own rules and fixed
+    /// (legacy and fixed when the scenario runs fixed).
+    #[arg(long, default_value = "both", value_parser = sweep_policies())]
     policy: String,
     /// A preset name, or `all` for ideal, wlan-good, wlan-busy and wlan-bad.
     /// Default: the scenario's own link.

@@ -19,12 +19,11 @@ use crate::fail;
 #[derive(Args)]
 pub(crate) struct ServeArgs {
     /// The firmware app (tcp-server: Device OS's TCP server test app, driven by --control).
-    #[arg(long, default_value = "forum",
-          value_parser = ["forum", "multi-client", "server-closes", "echo", "tcp-server"])]
+    #[arg(long, default_value = "forum", value_parser = APP_NAMES)]
     app: String,
-    /// The socket rules: legacy (Device OS 0.5.3) or fixed; the pool and server limits follow.
-    #[arg(long, visible_alias = "preset", default_value = "legacy",
-          value_parser = ["legacy", "fixed"])]
+    /// The stack preset: its socket rules, pool and server limits (legacy: Device OS 0.5.3;
+    /// fixed; the field reports' stacks).
+    #[arg(long, visible_alias = "preset", default_value = "legacy", value_parser = policy_names())]
     policy: String,
     /// The link model applied to packets in both directions, in real time.
     #[arg(long, default_value = "ideal",
@@ -66,14 +65,26 @@ fn parse_addr(v: &str) -> Result<LiveAddr, String> {
     })
 }
 
-fn app_name(name: &str) -> AppName {
-    match name {
-        "multi-client" => AppName::MultiClient,
-        "server-closes" => AppName::ServerCloses,
-        "echo" => AppName::Echo,
-        "tcp-server" => AppName::TcpServer,
-        _ => AppName::Forum,
-    }
+/// The apps `--app` names (the scenario files' `device.app` values).
+const APP_NAMES: [&str; 7] = [
+    "forum",
+    "multi-client",
+    "server-closes",
+    "echo",
+    "connected-reader",
+    "http-server",
+    "tcp-server",
+];
+
+/// The names `--policy` accepts: every stack preset.
+fn policy_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(PolicyName::ALL.map(|p| p.name()))
+}
+
+/// The app called `name` (one of [`APP_NAMES`], as a scenario file names it).
+fn app_name(name: &str) -> Result<AppName, String> {
+    serde_json::from_value(serde_json::Value::String(name.into()))
+        .map_err(|e| format!("--app {name}: {e}"))
 }
 
 /// One application event as a line for people.
@@ -97,13 +108,13 @@ fn human_line(e: &LiveEvent) -> Option<String> {
 }
 
 pub(crate) fn serve(args: ServeArgs) -> ExitCode {
+    let app = match app_name(&args.app) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let options = ServeOptions {
-        app: app_name(&args.app),
-        policy: if args.policy == "fixed" {
-            PolicyName::Fixed
-        } else {
-            PolicyName::Legacy
-        },
+        app,
+        policy: PolicyName::from_name(&args.policy).unwrap_or_default(),
         link: Preset::from_name(&args.link).unwrap_or_default(),
         port: args.port,
         tun: args.tun.clone(),

@@ -12,7 +12,16 @@ fn sweep_spec(args: &SweepArgs) -> Result<sim::sweep::SweepSpec, String> {
     let seeds = sim::sweep::parse_seeds(&args.seeds).map_err(|e| e.to_string())?;
     let sets = args.changes.sets()?;
     let policies: Vec<String> = match args.policy.as_str() {
-        "both" => vec!["legacy".into(), "fixed".into()],
+        // The scenario's own rules (a stack's buggy preset) against the fixed ones.
+        "both" => {
+            let own = sim::scenario::load(&args.scenario, &sets).map_err(|e| e.to_string())?;
+            let own = own.device.policy.name().to_string();
+            if own == "fixed" {
+                vec!["legacy".into(), own]
+            } else {
+                vec![own, "fixed".into()]
+            }
+        }
         p => vec![p.into()],
     };
     let presets: Vec<String> = match args.preset.as_deref() {
