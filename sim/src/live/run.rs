@@ -30,7 +30,7 @@ use crate::observer::{Observed, ObservedEvent, Observer};
 use crate::oracle::{Oracle, Summary};
 use crate::phy::{BufferPool, LinkPhy};
 use crate::run::{Prepared, Replay, RunLabel, RunReport};
-use crate::scenario::{AppName, LinkSpec, PolicyName, Scenario};
+use crate::scenario::{self, AppName, LinkSpec, PolicyName, Scenario, Set};
 use crate::seed::split_seed;
 use crate::trace::Trace;
 
@@ -58,6 +58,9 @@ pub struct ServeOptions {
     pub pcap: Option<PathBuf>,
     /// Listen for control requests here (loopback only).
     pub control: Option<SocketAddr>,
+    /// Changes to the device's fields, as `fwsim run --set` makes them
+    /// (`device.loop_period_us=3000`); applied after the options above.
+    pub sets: Vec<Set>,
 }
 
 /// How a live run ended: its report, and the error that ended it early, if one did.
@@ -142,6 +145,11 @@ impl Live {
         scenario.seed = options.seed;
         scenario.device.port = options.port;
         scenario.link = LinkSpec::preset(options.link);
+        if !options.sets.is_empty() {
+            // Reloaded with the changes, so their ranges and checks apply as in a file.
+            scenario = scenario::parse("serve", &scenario.to_toml(), &options.sets)
+                .map_err(LiveError::Scenario)?;
+        }
         let prep =
             Prepared::new(&scenario, None, None, Replay::default()).map_err(LiveError::Scenario)?;
         // In this order, a failure leaves nothing behind: the interface goes with its value,

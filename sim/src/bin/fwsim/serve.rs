@@ -11,7 +11,7 @@ use clap::Args;
 use sim::link::Preset;
 use sim::live::{Live, LiveAddr, LiveEvent, ServeOptions};
 use sim::report;
-use sim::scenario::{AppName, PolicyName};
+use sim::scenario::{AppName, PolicyName, Set, SetFlag};
 
 use crate::fail;
 
@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// address, e.g. 127.0.0.1:7070.
     #[arg(long, value_name = "ADDR:PORT")]
     control: Option<SocketAddr>,
+    /// Change a device field as `fwsim run --set` does, e.g. device.loop_period_us=3000 or
+    /// device.worker_delay_max_us=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 fn parse_addr(v: &str) -> Result<LiveAddr, String> {
@@ -112,6 +116,13 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    let mut sets = Vec::new();
+    for s in &args.sets {
+        match Set::parse(SetFlag::Set, s) {
+            Ok(set) => sets.push(set),
+            Err(e) => return fail(e),
+        }
+    }
     let options = ServeOptions {
         app,
         policy: PolicyName::from_name(&args.policy).unwrap_or_default(),
@@ -122,6 +133,7 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         seed: args.seed,
         pcap: args.pcap.clone(),
         control: args.control,
+        sets,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
