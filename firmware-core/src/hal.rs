@@ -57,12 +57,15 @@ impl core::error::Error for SockError {}
 pub enum ListenError {
     /// Port 0 cannot be listened on.
     Unaddressable,
+    /// `max_servers` servers already listen (WICED's `WICED_MAXIMUM_NUMBER_OF_SERVERS`).
+    TooManyServers,
 }
 
 impl core::fmt::Display for ListenError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             ListenError::Unaddressable => "cannot listen on port 0",
+            ListenError::TooManyServers => "too many servers listening (max_servers)",
         })
     }
 }
@@ -136,6 +139,9 @@ struct Slot {
 struct Server {
     port: u16,
     accept_queue: VecDeque<SockId>,
+    /// `socket_close` on the server: it listens no more and its id is never reused (the
+    /// application may still hold it).
+    stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -206,15 +212,56 @@ impl Hal {
         if port == 0 {
             return Err(ListenError::Unaddressable);
         }
-        if let Some(i) = self.servers.iter().position(|s| s.port == port) {
+        if let Some(i) = self.server_on(port) {
             return Ok(ServerId(i as u32));
+        }
+        if self.servers.iter().filter(|s| !s.stopped).count() >= self.config.max_servers {
+            return Err(ListenError::TooManyServers);
         }
         self.servers.push(Server {
             port,
             accept_queue: VecDeque::new(),
+            stopped: false,
         });
         self.rearm_listeners();
         Ok(ServerId(self.servers.len() as u32 - 1))
+    }
+
+    /// The running server listening on `port`.
+    fn server_on(&self, port: u16) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|s| !s.stopped && s.port == port)
+    }
+
+    /// `socket_close` on a server socket: its listeners go; the connections not yet accepted
+    /// are closed as `stop()` closes (FIN, or under F5 RST when data is unread) and their
+    /// slots freed once closed; accepted connections stay with the application. The port is
+    /// free again at once.
+    pub(crate) fn stop_server(&mut self, server: ServerId) {
+        let Some(s) = self.servers.get_mut(server.0 as usize) else {
+            return;
+        };
+        if s.stopped {
+            return;
+        }
+        s.stopped = true;
+        s.accept_queue.clear();
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.server != server.0 || slot.role == Role::Accepted || slot.released {
+                continue;
+            }
+            if let Some(handle) = slot.handle {
+                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+                if slot.role == Role::Listener {
+                    socket.abort();
+                } else {
+                    let unread = slot.rx_queue_seen > 0;
+                    Self::close_stack_socket(socket, unread, self.policy.stop_with_unread);
+                }
+            }
+            slot.released = true;
+        }
     }
 
     /// `socket_accept` / `next_accept`: pops the next queued connection without looking at it
@@ -238,34 +285,76 @@ impl Hal {
     }
 
     /// Keeps listeners armed: at most `backlog` connections pending (listening, in handshake
-    /// or queued) per server, and no more stack sockets than the pool has slots for.
+    /// or queued) per server, and no more stack sockets than the pool has slots for. Armed
+    /// round by round, one listener per server and round, so every server listens before any
+    /// gets a second one from the shared pool (with one server: filled up to `backlog`).
     pub(crate) fn rearm_listeners(&mut self) {
-        for server in 0..self.servers.len() as u32 {
-            loop {
-                let mut pending = 0;
-                let mut in_pool = 0;
-                for slot in self.slots.iter().flatten() {
-                    if slot.handle.is_some() {
-                        in_pool += 1;
-                    }
-                    if slot.server == server
-                        && matches!(
-                            slot.role,
-                            Role::Listener | Role::Handshaking | Role::Completed | Role::Queued
-                        )
-                    {
-                        pending += 1;
-                    }
+        loop {
+            let mut added = false;
+            for server in 0..self.servers.len() as u32 {
+                if self.servers[server as usize].stopped {
+                    continue;
                 }
-                if pending >= self.config.backlog {
-                    break;
-                }
-                if in_pool >= self.config.server_slots() {
-                    break;
+                let (pending, in_pool) = self.pending_and_in_pool(server);
+                if pending >= self.config.backlog || in_pool >= self.config.server_slots() {
+                    continue;
                 }
                 self.add_listener(server);
+                added = true;
+            }
+            if !added {
+                break;
             }
         }
+        for server in 0..self.servers.len() as u32 {
+            if !self.servers[server as usize].stopped && self.pending_and_in_pool(server).0 == 0 {
+                self.take_spare_listener(server);
+            }
+        }
+    }
+
+    /// A server with nothing pending on a pool full of other servers' listeners takes one
+    /// from a server that has two or more: lwIP's listeners take no connection block, so one
+    /// server's backlog cannot keep another from listening at all.
+    fn take_spare_listener(&mut self, server: u32) {
+        let mut listeners = alloc::collections::BTreeMap::<u32, Vec<usize>>::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            if let Some(slot) = slot.as_ref().filter(|s| s.role == Role::Listener) {
+                listeners.entry(slot.server).or_default().push(index);
+            }
+        }
+        let Some(&index) = listeners
+            .values()
+            .find(|l| l.len() >= 2)
+            .and_then(|l| l.last())
+        else {
+            return;
+        };
+        if let Some(handle) = self.slots[index].take().and_then(|s| s.handle) {
+            self.sockets.remove(handle);
+        }
+        self.add_listener(server);
+    }
+
+    /// Connections pending at `server` (listening, in handshake or queued), and stack sockets
+    /// in the pool.
+    fn pending_and_in_pool(&self, server: u32) -> (usize, usize) {
+        let mut pending = 0;
+        let mut in_pool = 0;
+        for slot in self.slots.iter().flatten() {
+            if slot.handle.is_some() {
+                in_pool += 1;
+            }
+            if slot.server == server
+                && matches!(
+                    slot.role,
+                    Role::Listener | Role::Handshaking | Role::Completed | Role::Queued
+                )
+            {
+                pending += 1;
+            }
+        }
+        (pending, in_pool)
     }
 
     /// lwIP's `tcp_alloc` on an empty pool: kill the oldest TIME-WAIT control block, else the
@@ -378,7 +467,7 @@ impl Hal {
 
     /// What to do with a SYN from `remote` to `port` before the stack sees it.
     pub(crate) fn syn_admission(&self, remote: IpEndpoint, port: u16) -> SynAdmission {
-        let Some(server) = self.servers.iter().position(|s| s.port == port) else {
+        let Some(server) = self.server_on(port) else {
             return SynAdmission::Pass;
         };
         let server = server as u32;

@@ -295,6 +295,13 @@ pub struct DeviceConfig {
         serde(deserialize_with = "crate::range::u64_in::<_, 0, 7200000>")
     )]
     pub keep_alive_ms: u64,
+    /// Servers listening at once (WICED's `WICED_MAXIMUM_NUMBER_OF_SERVERS`: 5); one more
+    /// `TCPServer::begin()` fails. Range: 1..=64.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::range::usize_in::<_, 1, 64>")
+    )]
+    pub max_servers: usize,
 }
 
 /// A rule between [`DeviceConfig`] fields that [`DeviceConfig::check`] found broken.
@@ -356,6 +363,7 @@ impl DeviceConfig {
         worker_delay_max_us: 3349,
         ack_delay_ms: 250,
         keep_alive_ms: 0,
+        max_servers: 5,
     };
 
     /// The defaults that go with a policy: those of the first stack preset with these rules

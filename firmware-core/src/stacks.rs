@@ -44,6 +44,8 @@ const ESP8266_DEVICE: DeviceConfig = DeviceConfig {
     worker_delay_max_us: 0,
     ack_delay_ms: 0,
     keep_alive_ms: 0,
+    // lwIP's default `MEMP_NUM_TCP_PCB_LISTEN`.
+    max_servers: 8,
 };
 
 /// Every stack preset, `legacy` and `fixed` first.
@@ -107,6 +109,8 @@ pub const STACKS: [StackPreset; 9] = [
             worker_delay_max_us: 100,
             ack_delay_ms: 0,
             keep_alive_ms: 0,
+            // ESP-IDF's `CONFIG_LWIP_MAX_LISTENING_TCP` default.
+            max_servers: 16,
         },
         source: "espressif/arduino-esp32 #8042 (R2, 2.0.6; closed as wontfix)",
     },

@@ -41,6 +41,14 @@ impl TcpServer {
         self.server.is_some()
     }
 
+    /// `stop()`: stops listening; connections not yet handed out are aborted. Clients already
+    /// handed out stay open. A later `begin()` listens again.
+    pub fn stop(&mut self, dev: &mut Device) {
+        if let Some(server) = self.server.take() {
+            dev.hal.stop_server(server);
+        }
+    }
+
     /// `available()`: the next connection from the accept queue, or an invalid client.
     /// Like the original, it does not look at the connection it hands out.
     pub fn available(&mut self, dev: &mut Device) -> TcpClient {

@@ -11,6 +11,7 @@
 //! - [`mod@run`]: the run core (observer, phases, limits, report), shared by the backends.
 //! - [`backend`]: the drivers that move packets and time: `loopback` and `turmoil`.
 //! - [`oracle`]: the no-silent-loss verdict per connection.
+//! - [`live`]: live mode, the firmware core on a TUN interface on the wall clock (`fwsim serve`).
 //! - [`report`]: human and JSON reports.
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod fit;
 pub mod fuzz;
 mod inject;
 pub mod link;
+pub mod live;
 mod node;
 mod observer;
 pub mod oracle;

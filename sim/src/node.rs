@@ -2,7 +2,7 @@
 //! application loop clock) and [`PeerNode`] (the peer host). A backend only moves packets and
 //! time between them; what each side does at an instant is decided here.
 
-use firmware_core::app::App;
+use firmware_core::app::{App, ControlReply, ControlRequest};
 use firmware_core::smoltcp::time::{Duration, Instant};
 use firmware_core::smoltcp::wire::Ipv4Address;
 use firmware_core::{Device, DeviceEvent, DeviceSeeds};
@@ -86,19 +86,30 @@ fn stall_trigger(packet: &[u8]) -> Option<(u16, StallTrigger)> {
 }
 
 impl DeviceNode {
-    /// Boots the firmware (its `boot`-th life) and runs the app's `setup()`.
+    /// Boots the firmware (its `boot`-th life) at [`DEVICE_ADDR`] and runs the app's `setup()`.
     pub(crate) fn boot(
         prep: &Prepared,
         boot: u32,
         phy: &mut LinkPhy<'_>,
         now: Instant,
     ) -> DeviceNode {
+        DeviceNode::boot_at(prep, boot, phy, now, (DEVICE_ADDR, 24))
+    }
+
+    /// Boots the firmware at `address`/`prefix_len` (live mode's interface).
+    pub(crate) fn boot_at(
+        prep: &Prepared,
+        boot: u32,
+        phy: &mut LinkPhy<'_>,
+        now: Instant,
+        (address, prefix_len): (Ipv4Address, u8),
+    ) -> DeviceNode {
         let config = &prep.scenario.device;
         let tag = |name: &str| boot_seed(prep.scenario.seed, name, boot);
         let mut device = Device::new(
             phy,
-            DEVICE_ADDR,
-            24,
+            address,
+            prefix_len,
             prep.policy,
             config.stack,
             DeviceSeeds {
@@ -241,6 +252,25 @@ impl DeviceNode {
                 );
             }
         }
+    }
+
+    /// Hands a control request to the app (live mode's control endpoint); what the app does
+    /// goes out at the next [`DeviceNode::step`].
+    pub(crate) fn control(
+        &mut self,
+        now: Instant,
+        request: &ControlRequest<'_>,
+        observer: &mut Observer,
+    ) -> ControlReply {
+        let mut sink = AppSink { observer, now };
+        let reply = self.app.control(now, &mut self.device, request, &mut sink);
+        self.report_events(now, observer);
+        reply
+    }
+
+    /// When the app's next loop iteration is due.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
     }
 
     /// Hands the device's new events to the observer.

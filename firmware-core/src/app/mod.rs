@@ -11,18 +11,22 @@ use crate::wiring::TcpClient;
 use crate::{AppEvent, ConnId};
 
 mod connected_reader;
+mod control;
 mod echo;
 mod forum;
 mod http_server;
 mod multi_client;
 mod server_closes;
+mod tcp_server;
 
 pub use connected_reader::ConnectedReader;
+pub use control::{ControlReply, ControlRequest};
 pub use echo::Echo;
 pub use forum::ForumSketch;
 pub use http_server::HttpServer;
 pub use multi_client::MultiClientReceiver;
 pub use server_closes::ServerCloses;
+pub use tcp_server::{Server, ServerKind, ServerManager};
 
 /// A firmware application.
 pub trait App {
@@ -36,6 +40,17 @@ pub trait App {
     /// default, false, keeps every iteration.
     fn idle(&self, _dev: &Device) -> bool {
         false
+    }
+    /// Answers a control request of the host (the vendor test app's USB requests). Apps
+    /// without a control handler answer every request with an error.
+    fn control(
+        &mut self,
+        _now: Instant,
+        _dev: &mut Device,
+        _request: &ControlRequest<'_>,
+        _sink: &mut dyn AppEventSink,
+    ) -> ControlReply {
+        ControlReply::Error("this app has no control handler".into())
     }
 }
 

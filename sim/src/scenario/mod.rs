@@ -9,6 +9,7 @@ use std::fmt;
 
 use firmware_core::app::{
     App, ConnectedReader, Echo, ForumSketch, HttpServer, MultiClientReceiver, ServerCloses,
+    ServerManager,
 };
 use firmware_core::range::{u16_in, u64_in, usize_in};
 use firmware_core::smoltcp::time::Duration;
@@ -143,6 +144,9 @@ pub enum AppName {
     ConnectedReader,
     /// Worker slots (`slots`), each answering a request after `service_time_ms`.
     HttpServer,
+    /// Device OS's TCP server test app: no server until a control request starts one
+    /// (`fwsim serve --control`).
+    TcpServer,
 }
 
 /// The device's socket rules and defaults: a stack preset ([`firmware_core::STACKS`]).
@@ -379,6 +383,7 @@ impl DeviceSpec {
                 self.slots,
                 Duration::from_millis(self.service_time_ms),
             )),
+            AppName::TcpServer => Box::new(ServerManager::new()),
         }
     }
 

@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 mod crash;
 mod fit;
 mod run;
+mod serve;
 mod sweep;
 
 /// Deterministic network simulator for embedded firmware TCP code.
@@ -117,6 +118,19 @@ enum Command {
     ///   fwsim shrink scenarios/forum.toml --policy legacy --out forum-min.toml
     #[command(verbatim_doc_comment)]
     Shrink(ShrinkArgs),
+    /// Run the firmware core live on a TUN interface, on the wall clock, against real
+    /// clients, until Ctrl-C or SIGTERM; then report each connection (judged from the device's
+    /// events and the host's packets as they crossed the interface). Needs root (or
+    /// CAP_NET_ADMIN) and /dev/net/tun.
+    ///
+    /// Examples:
+    ///   sudo fwsim serve --app forum --policy legacy --tun fwsim0 --addr 10.77.0.2/24
+    ///   echo -e "\xaa\x05\xfe\x93\x00\x00\x01\x41" | nc -N 10.77.0.2 6000
+    ///   sudo fwsim serve --app tcp-server --policy fixed --control 127.0.0.1:7070
+    ///   curl -d '{"cmd":"startServer","id":"e1","type":"EchoServer","port":1234}' \
+    ///       http://127.0.0.1:7070/
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeArgs),
     /// Keep a fuzz crash: the input becomes a regression that `cargo test` replays (it passes
     /// once the bug is fixed); for the scenario targets, also a scenario file, which is run.
     ///
@@ -377,6 +391,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => sweep::merge(args),
         Command::Shrink(args) => run::shrink(args),
         Command::Fit(args) => fit::fit(args),
+        Command::Serve(args) => serve::serve(args),
         Command::FromCrash {
             input,
             target,
