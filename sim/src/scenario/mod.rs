@@ -499,7 +499,10 @@ fn aligned_tick_at_most(us: u64) -> u64 {
     if us >= 1000 {
         us / 1000 * 1000
     } else {
-        (1..=us.max(1)).rev().find(|&t| 1000u64.is_multiple_of(t)).unwrap_or(1)
+        (1..=us.max(1))
+            .rev()
+            .find(|&t| 1000u64.is_multiple_of(t))
+            .unwrap_or(1)
     }
 }
 
