@@ -4,6 +4,8 @@
 //! - [`scenario()`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
 //! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
 //!   must find (it proves the search reaches FIN-before-drain).
+//! - [`scenario_rule`]: the same under the fixed rules with one legacy rule switched on
+//!   ([`RuleChoice`]); silent loss is that rule's bug (the time-to-bug benchmark).
 //! - `ingress`: raw and mutated packets into the device; it must not panic.
 //! - `wiring_ops`: arbitrary Wiring API call sequences against a live peer; the application
 //!   may only ever read a prefix of what the peer sent.
