@@ -19,8 +19,8 @@
 //! discards only through those paths, cannot lose data silently. L7 is the one rule that can:
 //! it replaces F5's RST by a FIN.
 //!
-//! Cases: `FWSIM_RULE_CASES=N` random inputs per rule (default 500: about 10 s for all the
-//! rules on 2 cores in the test profile).
+//! Cases: `FWSIM_RULE_CASES=N` random inputs per rule (default 500: 3-9 s for all the rules
+//! on 2 shared cores in the test profile).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
