@@ -4,6 +4,8 @@
 //! - [`scenario()`]: an arbitrary scenario under the fixed rules; silent loss is a failure.
 //! - [`scenario_legacy`]: the same under the legacy rules; silent loss is the bug the fuzzer
 //!   must find (it proves the search reaches FIN-before-drain).
+//! - [`scenario_rule`]: the same under the fixed rules with one legacy rule switched on
+//!   ([`RuleChoice`]); silent loss is that rule's bug (the time-to-bug benchmark).
 //! - `ingress`: raw and mutated packets into the device; it must not panic.
 //! - `wiring_ops`: arbitrary Wiring API call sequences against a live peer; the application
 //!   may only ever read a prefix of what the peer sent.
@@ -21,12 +23,15 @@ use crate::peer::{ProgramKind, Workload};
 use crate::scenario::{
     self, AppName, DeviceSpec, Injector, LinkSpec, PolicyName, Scenario, Set, SetFlag,
 };
-use crate::RunOptions;
+use crate::{RunOptions, Sim};
+use firmware_core::Policy;
 
 #[cfg(feature = "testkit")]
 mod bench;
+mod rule;
 #[cfg(feature = "testkit")]
 pub use bench::{ingress, wiring_ops};
+pub use rule::{scenario_rule, LegacyRule, RuleChoice, RULE_ENV};
 
 /// One peer workload of a fuzzed scenario (small, so a run takes well under a millisecond).
 #[derive(Debug, Clone, Arbitrary)]
@@ -167,28 +172,54 @@ pub enum ScenarioOutcome {
 
 /// Runs the scenario `data` stands for under `policy` (`"legacy"` or `"fixed"`).
 pub fn run_scenario(data: &[u8], policy: &str) -> ScenarioOutcome {
-    // `arbitrary` turns short inputs into all-zero fields, which already describe the forum
-    // scenario: an input has to say something before it counts as a scenario.
-    if data.len() < MIN_SCENARIO_INPUT {
+    run_scenario_with(data, policy, None)
+}
+
+/// [`run_scenario`] with the device under `rules` instead of the policy's rules (the scenario,
+/// and so the device's knobs, still come from `policy`): what [`scenario_rule`] runs.
+pub(crate) fn run_scenario_with(
+    data: &[u8],
+    policy: &str,
+    rules: Option<Policy>,
+) -> ScenarioOutcome {
+    let Some((report, sim)) = run_input(data, policy, rules, RunOptions::default()) else {
         return ScenarioOutcome::Rejected;
-    }
-    let Ok(input) = FuzzScenario::arbitrary(&mut Unstructured::new(data)) else {
-        return ScenarioOutcome::Rejected;
-    };
-    let scenario = input.to_scenario(policy);
-    // A fuzzed scenario is always valid; an error here is a harness bug.
-    let report = match crate::run(&scenario, RunOptions::default()) {
-        Ok(r) => r,
-        Err(e) => panic!("fuzz scenario does not run: {e}"),
     };
     if report.summary.violations() > 0 {
-        let toml = scenario.to_toml();
+        let toml = sim.scenario().to_toml();
         ScenarioOutcome::SilentLoss {
             summary: report.summary,
             toml,
         }
     } else {
         ScenarioOutcome::Clean(report.summary)
+    }
+}
+
+/// Decodes `data` as the scenario targets do and runs it under `policy`'s scenario, with
+/// `rules` replacing its socket rules when given: the whole report (for tests that look past
+/// the verdict) and the simulation that made it. `None`: not a scenario input.
+pub fn run_input(
+    data: &[u8],
+    policy: &str,
+    rules: Option<Policy>,
+    options: RunOptions,
+) -> Option<(crate::RunReport, Sim)> {
+    // `arbitrary` turns short inputs into all-zero fields, which already describe the forum
+    // scenario: an input has to say something before it counts as a scenario.
+    if data.len() < MIN_SCENARIO_INPUT {
+        return None;
+    }
+    let input = FuzzScenario::arbitrary(&mut Unstructured::new(data)).ok()?;
+    let sim = Sim::new(input.to_scenario(policy));
+    let sim = match rules {
+        Some(rules) => sim.rules(rules),
+        None => sim,
+    };
+    // A fuzzed scenario is always valid; an error here is a harness bug.
+    match sim.run_with(options) {
+        Ok(report) => Some((report, sim)),
+        Err(e) => panic!("fuzz scenario does not run: {e}"),
     }
 }
 
