@@ -10,6 +10,8 @@ use firmware_core::smoltcp::time::Instant;
 
 use crate::capture::Capture;
 use crate::link::Link;
+use crate::scenario::Scenario;
+use crate::seed::split_seed;
 
 /// Where a host's transmitted packets go.
 pub(crate) trait Outgoing {
@@ -129,5 +131,59 @@ impl phy::Device for LinkPhy<'_> {
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = 1500;
         caps
+    }
+}
+
+/// Both directions of a device's link and what each delivered, in one process (the loopback
+/// backend, live mode).
+pub(crate) struct Wire {
+    /// Peer to device.
+    pub(crate) downlink: Link,
+    /// Device to peer.
+    pub(crate) uplink: Link,
+    pub(crate) device_rx: VecDeque<Vec<u8>>,
+    pub(crate) peer_rx: VecDeque<Vec<u8>>,
+    pub(crate) pool: BufferPool,
+}
+
+impl Wire {
+    /// The scenario's link, each direction with its own seed.
+    pub(crate) fn new(config: &Scenario, seed: u64) -> Wire {
+        Wire {
+            downlink: Link::new(config.link.downlink, split_seed(seed, "link.downlink")),
+            uplink: Link::new(config.link.uplink, split_seed(seed, "link.uplink")),
+            device_rx: VecDeque::new(),
+            peer_rx: VecDeque::new(),
+            pool: BufferPool::default(),
+        }
+    }
+
+    /// The device's phy at `now`: it receives what the downlink delivered, sends on the
+    /// uplink, and wakes the downlink when it transmits.
+    pub(crate) fn device_phy<'a>(
+        &'a mut self,
+        now: Instant,
+        capture: Option<&'a mut Capture>,
+    ) -> LinkPhy<'a> {
+        LinkPhy {
+            pool: &self.pool,
+            rx: &mut self.device_rx,
+            tx: &mut self.uplink,
+            wakes: Some(&mut self.downlink),
+            now,
+            capture,
+        }
+    }
+
+    /// The peer's phy at `now`.
+    pub(crate) fn peer_phy(&mut self, now: Instant) -> LinkPhy<'_> {
+        LinkPhy {
+            pool: &self.pool,
+            rx: &mut self.peer_rx,
+            tx: &mut self.downlink,
+            wakes: None,
+            now,
+            capture: None,
+        }
     }
 }

@@ -3,51 +3,11 @@
 //! Event-driven: each step jumps to the earliest of link deliveries, both stacks' `poll_at`,
 //! the worker thread, the application loop tick and the peer programs' timers.
 
-use std::collections::VecDeque;
-
 use firmware_core::smoltcp::time::Instant;
 
-use crate::capture::Capture;
-use crate::link::Link;
 use crate::node::{DeviceNode, PeerNode};
-use crate::phy::{BufferPool, LinkPhy};
+use crate::phy::Wire;
 use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport};
-use crate::seed::split_seed;
-
-/// The two links and what each delivered to its host.
-struct Wire {
-    /// Peer to device.
-    downlink: Link,
-    /// Device to peer.
-    uplink: Link,
-    device_rx: VecDeque<Vec<u8>>,
-    peer_rx: VecDeque<Vec<u8>>,
-    pool: BufferPool,
-}
-
-impl Wire {
-    fn device_phy<'a>(&'a mut self, now: Instant, capture: Option<&'a mut Capture>) -> LinkPhy<'a> {
-        LinkPhy {
-            pool: &self.pool,
-            rx: &mut self.device_rx,
-            tx: &mut self.uplink,
-            wakes: Some(&mut self.downlink),
-            now,
-            capture,
-        }
-    }
-
-    fn peer_phy(&mut self, now: Instant) -> LinkPhy<'_> {
-        LinkPhy {
-            pool: &self.pool,
-            rx: &mut self.peer_rx,
-            tx: &mut self.downlink,
-            wakes: None,
-            now,
-            capture: None,
-        }
-    }
-}
 
 /// Runs one prepared scenario on the loopback backend.
 pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, RunError> {
@@ -56,13 +16,7 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
         return Err(RunError::FaultsNeedTurmoil);
     }
     let seed = config.seed;
-    let mut wire = Wire {
-        downlink: Link::new(config.link.downlink, split_seed(seed, "link.downlink")),
-        uplink: Link::new(config.link.uplink, split_seed(seed, "link.uplink")),
-        device_rx: VecDeque::new(),
-        peer_rx: VecDeque::new(),
-        pool: BufferPool::default(),
-    };
+    let mut wire = Wire::new(config, seed);
     let mut core = RunCore::new(prep, "loopback", options)?;
     let mut now = Instant::ZERO;
     let mut node = DeviceNode::boot(prep, 0, &mut wire.device_phy(now, None), now);

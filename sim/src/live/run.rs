@@ -4,7 +4,6 @@
 //! (stack timer, worker job, loop iteration, link delivery); control requests are answered
 //! between steps, so the app sees them on its own thread.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::SocketAddr;
@@ -24,14 +23,13 @@ use super::events::LiveEvent;
 use super::tun::Tun;
 use super::wire::WirePeer;
 use crate::capture::Capture;
-use crate::link::{Link, Preset};
+use crate::link::Preset;
 use crate::node::DeviceNode;
 use crate::observer::{Observed, ObservedEvent, Observer};
 use crate::oracle::{Oracle, Summary};
-use crate::phy::{BufferPool, LinkPhy};
+use crate::phy::Wire;
 use crate::run::{Prepared, Replay, RunLabel, RunReport};
 use crate::scenario::{self, AppName, LinkSpec, PolicyName, Scenario, Set};
-use crate::seed::split_seed;
 use crate::trace::Trace;
 
 /// Longest wait between two looks at the stop flag and the control endpoint.
@@ -80,30 +78,6 @@ pub struct Live {
     control: Option<ControlServer>,
     capture: Option<Capture>,
     pcap: Option<PathBuf>,
-}
-
-/// Both directions of the link and what they delivered.
-struct LiveWire {
-    /// Host to device.
-    downlink: Link,
-    /// Device to host.
-    uplink: Link,
-    device_rx: VecDeque<Vec<u8>>,
-    to_host: Vec<Vec<u8>>,
-    pool: BufferPool,
-}
-
-impl LiveWire {
-    fn device_phy<'a>(&'a mut self, now: Instant, capture: Option<&'a mut Capture>) -> LinkPhy<'a> {
-        LinkPhy {
-            pool: &self.pool,
-            rx: &mut self.device_rx,
-            tx: &mut self.uplink,
-            wakes: Some(&mut self.downlink),
-            now,
-            capture,
-        }
-    }
 }
 
 /// Everything the loop observed, in order, and where each event goes as it happens.
@@ -193,14 +167,7 @@ impl Live {
     ) -> Result<Served, LiveError> {
         let clock = WallClock::start();
         let seed = self.prep.scenario.seed;
-        let link = &self.prep.scenario.link;
-        let mut wire = LiveWire {
-            downlink: Link::new(link.downlink, split_seed(seed, "link.downlink")),
-            uplink: Link::new(link.uplink, split_seed(seed, "link.uplink")),
-            device_rx: VecDeque::new(),
-            to_host: Vec::new(),
-            pool: BufferPool::default(),
-        };
+        let mut wire = Wire::new(&self.prep.scenario, seed);
         let span = tracing::info_span!(target: "fwsim::trace", "live", seed);
         let mut observer = Observer {
             oracle: Oracle::new(Vec::new()),
@@ -235,8 +202,8 @@ impl Live {
             let device_due = node.device.poll_at().is_some_and(|t| t <= now);
             let mut phy = wire.device_phy(now, self.capture.as_mut());
             node.step(now, device_due, &mut phy, &mut observer);
-            wire.uplink.deliver_due(now, &mut wire.to_host);
-            for packet in wire.to_host.drain(..) {
+            wire.uplink.deliver_due(now, &mut wire.peer_rx);
+            for packet in wire.peer_rx.drain(..) {
                 tap.to_host(&packet);
                 self.tun.send(now, &packet);
             }
@@ -257,7 +224,7 @@ impl Live {
     }
 
     /// Waits until the device's next event or a packet from the host (at most `MAX_WAIT`).
-    fn wait(&self, now: Instant, node: &mut DeviceNode, wire: &LiveWire) -> Result<(), LiveError> {
+    fn wait(&self, now: Instant, node: &mut DeviceNode, wire: &Wire) -> Result<(), LiveError> {
         let mut next = [
             node.device.poll_at(),
             wire.downlink.next_delivery(),
@@ -326,7 +293,7 @@ impl Live {
         now: Instant,
         tap: &WirePeer,
         events: Vec<Observed>,
-        wire: &LiveWire,
+        wire: &Wire,
         observer: &Observer,
     ) -> Result<RunReport, LiveError> {
         if let (Some(capture), Some(path)) = (self.capture.as_mut(), &self.pcap) {
