@@ -231,8 +231,17 @@ impl SweepReport {
         self.runs.iter().map(|r| r.summary.violations()).sum()
     }
 
-    /// Panics unless the sweep tested something and no run lost anything silently; the message
-    /// holds the first failing run's table and the command that replays each failing seed.
+    /// Connections that stalled or were unfinished over all runs.
+    pub fn liveness_failures(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|r| r.summary.liveness_failures())
+            .sum()
+    }
+
+    /// Panics unless the sweep tested something, no run lost anything silently and every
+    /// connection finished (none stalled, none unfinished); the message holds the first
+    /// failing run's table and the command that replays each failing seed.
     pub fn assert_no_silent_loss(&self) {
         assert!(
             self.tested() > 0,
@@ -242,12 +251,12 @@ impl SweepReport {
         let failing: Vec<&RunReport> = self
             .runs
             .iter()
-            .filter(|r| r.summary.violations() > 0)
+            .filter(|r| r.summary.violations() + r.summary.liveness_failures() > 0)
             .collect();
         if let Some(first) = failing.first() {
             let replays: Vec<&str> = failing.iter().map(|r| r.replay.as_str()).collect();
             panic!(
-                "silent loss in {} of {} runs\n{}\nreplay each:\n  {}",
+                "silent loss or liveness failure in {} of {} runs\n{}\nreplay each:\n  {}",
                 failing.len(),
                 self.runs.len(),
                 crate::report::human(first, false),

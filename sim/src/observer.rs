@@ -60,7 +60,7 @@ impl ObservedEvent {
 impl Observer {
     /// Takes one event of the device's stack or socket layer.
     pub(crate) fn device(&mut self, now: Instant, event: &DeviceEvent) {
-        self.oracle.device_event(event);
+        self.oracle.device_event(now, event);
         self.keep(now, || ObservedEvent::Device(*event));
         match *event {
             DeviceEvent::DataReceived { conn, bytes } => self.trace.record_count(
@@ -82,7 +82,7 @@ impl Observer {
 
     /// Takes one event of the application.
     pub(crate) fn app(&mut self, now: Instant, event: AppEvent<'_>) {
-        self.oracle.app_event(&event);
+        self.oracle.app_event(now, &event);
         if self.kept.is_some() {
             let mut recorder = Recorder::default();
             recorder.app_event(event);

@@ -1,7 +1,10 @@
-//! The oracle: no silent loss. Every byte the peer's stack saw acknowledged, and every connection
-//! whose handshake completed, must reach the application or end in a reset the peer can see.
+//! The oracle, in two parts as a simulation test's checker should be. Safety: no silent loss.
+//! Every byte the peer's stack saw acknowledged, and every connection whose handshake completed,
+//! must reach the application or end in a reset the peer can see. Liveness: every connection
+//! finishes; one that waits on the device and makes no progress for `liveness_ms` is stalled,
+//! and one still open when the run ends is unfinished. Neither is a pass.
 
-use firmware_core::smoltcp::time::Instant;
+use firmware_core::smoltcp::time::{Duration, Instant};
 use firmware_core::{AppEvent, DeviceEvent};
 use serde::Serialize;
 
@@ -26,18 +29,29 @@ pub enum Verdict {
     /// The peer aborted the connection itself (RST) before the application had all of it: the
     /// peer gave up its claim (a receiver may flush on RST), so this is not a violation.
     AbortedByPeer,
-    /// The run ended while the peer program was still running (a stalled connection, a
-    /// liveness failure): nothing was discarded yet, so it is not counted as silent loss.
+    /// A liveness failure: the connection waited on the device (its handshake, acknowledgement
+    /// of its bytes, or the device's answer to its FIN) with no progress at all for the
+    /// scenario's `liveness_ms` (the row's `stalled_at_us` says since when), and nothing the
+    /// peer could see ended it. A hang is never a pass, even one that later recovered.
+    Stalled,
+    /// A liveness failure: the run ended while the peer program was still running, before it
+    /// had waited `liveness_ms` (the time limit cut it short). Nothing was discarded yet, so it
+    /// is not silent loss, and the connection was not tested.
     Unfinished,
 }
 
 impl Verdict {
-    /// True for the verdicts that break the no-silent-loss rule.
+    /// True for the verdicts that break the no-silent-loss rule (safety).
     pub fn is_violation(self) -> bool {
         matches!(
             self,
             Verdict::DataSilentlyLost | Verdict::NeverAccepted | Verdict::Corrupted
         )
+    }
+
+    /// True for the verdicts that break the every-connection-finishes rule (liveness).
+    pub fn is_liveness_failure(self) -> bool {
+        matches!(self, Verdict::Stalled | Verdict::Unfinished)
     }
 
     /// Short label for tables.
@@ -49,7 +63,8 @@ impl Verdict {
             Verdict::Corrupted => "CORRUPTED",
             Verdict::RefusedVisibly => "visible to peer",
             Verdict::AbortedByPeer => "aborted by peer",
-            Verdict::Unfinished => "unfinished",
+            Verdict::Stalled => "STALLED",
+            Verdict::Unfinished => "UNFINISHED",
         }
     }
 }
@@ -102,6 +117,9 @@ pub struct ConnReport {
     pub connect_failed: bool,
     /// The peer closed and gave up waiting for the device to close (a hanging `nc`).
     pub peer_gave_up: bool,
+    /// When the connection's progress stopped for `liveness_ms` or longer while it waited on
+    /// the device (the first such stop), in simulated time; `None` if it never did.
+    pub stalled_at_us: Option<i64>,
     /// What the device side saw (flattened into the same JSON object).
     #[serde(flatten)]
     pub device: DeviceSide,
@@ -111,31 +129,71 @@ pub struct ConnReport {
 
 /// Judges a run from its events alone: the peer's (what its stack saw), the device's and the
 /// application's, in the order they happened. Live mode and capture import feed it the same way.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Oracle {
     /// The peer side, per connection in opening order.
     peer: PeerLedger,
     /// The device side, parallel to the peer's records.
     device: Vec<DeviceSide>,
+    /// Each connection's progress, parallel to the peer's records.
+    progress: Vec<Progress>,
+    /// How long a waiting connection may go without progress before it is stalled.
+    liveness: Duration,
+}
+
+/// When a connection last made progress, and whether it ever stalled.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The last event that moved the connection on (any peer event; the device's handshake,
+    /// data, close and accept; any application event but a mismatch).
+    last_at: Instant,
+    /// The first instant from which it waited on the device for `liveness` or longer.
+    stalled_at: Option<Instant>,
 }
 
 impl Oracle {
-    /// An oracle for a run whose workloads send these payloads ([`crate::peer::workload_payloads`]).
-    pub fn new(payloads: Vec<Payload>) -> Oracle {
+    /// An oracle for a run whose workloads send these payloads ([`crate::peer::workload_payloads`]),
+    /// with the scenario's `liveness_ms`.
+    pub fn new(payloads: Vec<Payload>, liveness_ms: u64) -> Oracle {
         Oracle {
             peer: PeerLedger::new(payloads),
             device: Vec::new(),
+            progress: Vec::new(),
+            liveness: Duration::from_millis(liveness_ms),
         }
     }
 
     /// Takes one peer event. An event of a connection the peer never opened is a harness bug.
     pub fn peer_event(&mut self, at: Instant, event: &PeerEvent) {
+        let opened = matches!(event, PeerEvent::Opened { .. });
+        if let Some(i) = self.peer.current(event.port()).filter(|_| !opened) {
+            self.progressed(i, at);
+        }
         if let Err(e) = self.peer.apply(at, event) {
             panic!("peer events out of order: {e}");
         }
-        if matches!(event, PeerEvent::Opened { .. }) {
+        if opened {
             self.device.push(DeviceSide::default());
+            self.progress.push(Progress {
+                last_at: at,
+                stalled_at: None,
+            });
         }
+    }
+
+    /// Connection `i` moved on at `at`: if it had been waiting on the device since its last
+    /// progress for `liveness` or longer, it stalled then. (The peer's state only changes
+    /// through its own events, each of which is progress and is checked before it applies,
+    /// so the record as it is now is the record during the whole gap.)
+    fn progressed(&mut self, i: usize, at: Instant) {
+        let waiting = self.peer.records()[i].waiting_on_device();
+        let p = &mut self.progress[i];
+        // Signed: events joined from two clocks (live mode) may come slightly out of order.
+        let gap_us = at.total_micros() - p.last_at.total_micros();
+        if waiting && p.stalled_at.is_none() && gap_us >= self.liveness.total_micros() as i64 {
+            p.stalled_at = Some(p.last_at);
+        }
+        p.last_at = p.last_at.max(at);
     }
 
     /// The device side of the connection the peer opened most recently from `port` (the
@@ -145,8 +203,13 @@ impl Oracle {
         self.device.get_mut(i)
     }
 
-    /// Takes one device event.
-    pub fn device_event(&mut self, event: &DeviceEvent) {
+    /// Takes one device event at `at`.
+    pub fn device_event(&mut self, at: Instant, event: &DeviceEvent) {
+        if let Some(i) = self.peer.current(event.peer_port()) {
+            if device_progress(event) {
+                self.progressed(i, at);
+            }
+        }
         let Some(side) = self.side(event.peer_port()) else {
             return;
         };
@@ -169,12 +232,15 @@ impl Oracle {
         }
     }
 
-    /// Takes one app event.
-    pub fn app_event(&mut self, event: &AppEvent<'_>) {
+    /// Takes one app event at `at`.
+    pub fn app_event(&mut self, at: Instant, event: &AppEvent<'_>) {
         let port = event.peer_port();
         let Some(i) = self.peer.current(port) else {
             return;
         };
+        if !matches!(event, AppEvent::Mismatch { .. }) {
+            self.progressed(i, at);
+        }
         let payload = &self.peer.records()[i].payload;
         let side = &mut self.device[i];
         match *event {
@@ -192,67 +258,116 @@ impl Oracle {
 
     /// Judges a run from its kept events alone ([`crate::RunOptions::keep_events`]): the same
     /// rows as the run's report.
-    pub fn replay(payloads: Vec<Payload>, events: &[Observed]) -> Vec<ConnReport> {
-        let mut oracle = Oracle::new(payloads);
+    /// `liveness_ms` and `end`, the instant the run ended, are the run's.
+    pub fn replay(
+        payloads: Vec<Payload>,
+        liveness_ms: u64,
+        events: &[Observed],
+        end: Instant,
+    ) -> Vec<ConnReport> {
+        let mut oracle = Oracle::new(payloads, liveness_ms);
         for e in events {
-            match &e.event {
-                ObservedEvent::Device(d) => oracle.device_event(d),
-                ObservedEvent::Peer(p) => oracle.peer_event(Instant::from_micros(e.at_us), p),
-                app => {
-                    if let Some(a) = app.app_event() {
-                        oracle.app_event(&a);
-                    }
+            oracle.observe(e);
+        }
+        oracle.judge(end)
+    }
+
+    /// Takes one observed event.
+    pub fn observe(&mut self, e: &Observed) {
+        let at = Instant::from_micros(e.at_us);
+        match &e.event {
+            ObservedEvent::Device(d) => self.device_event(at, d),
+            ObservedEvent::Peer(p) => self.peer_event(at, p),
+            app => {
+                if let Some(a) = app.app_event() {
+                    self.app_event(at, &a);
                 }
             }
         }
-        oracle.judge()
     }
 
-    /// Judges every connection the peer opened, in opening order.
-    pub fn judge(&self) -> Vec<ConnReport> {
+    /// Judges every connection the peer opened, in opening order, for a run that ended at
+    /// `end`: a connection still waiting on the device then, since its last progress
+    /// `liveness_ms` or more before, stalled.
+    pub fn judge(&self, end: Instant) -> Vec<ConnReport> {
         self.peer
             .records()
             .iter()
             .zip(&self.device)
-            .map(|(p, device)| ConnReport {
-                peer_port: p.local_port,
-                workload: p.workload,
-                opened_at_us: p.opened_at.total_micros(),
-                established: p.established,
-                bytes_sent: p.bytes_sent,
-                bytes_acked: p.bytes_acked,
-                reset_seen: p.reset_seen,
-                connect_failed: p.connect_failed,
-                peer_gave_up: p.gave_up_waiting,
-                device: device.clone(),
-                verdict: verdict(p, device),
+            .zip(&self.progress)
+            .map(|((p, device), progress)| {
+                let stalled_at = progress.stalled_at.or_else(|| {
+                    let gap_us = end.total_micros() - progress.last_at.total_micros();
+                    (!p.finished
+                        && p.waiting_on_device()
+                        && gap_us >= self.liveness.total_micros() as i64)
+                        .then_some(progress.last_at)
+                });
+                ConnReport {
+                    peer_port: p.local_port,
+                    workload: p.workload,
+                    opened_at_us: p.opened_at.total_micros(),
+                    established: p.established,
+                    bytes_sent: p.bytes_sent,
+                    bytes_acked: p.bytes_acked,
+                    reset_seen: p.reset_seen,
+                    connect_failed: p.connect_failed,
+                    peer_gave_up: p.gave_up_waiting,
+                    stalled_at_us: stalled_at.map(|t| t.total_micros()),
+                    device: device.clone(),
+                    verdict: verdict(p, device, stalled_at.is_some()),
+                }
             })
             .collect()
     }
 }
 
-/// One connection's verdict from both sides' evidence.
-fn verdict(p: &PeerConnRecord, device: &DeviceSide) -> Verdict {
+/// Whether a device event moves its connection on. Repeats that can go on for ever without
+/// anything changing (a dropped SYN, data arriving at a closed socket, a listener taking a
+/// retransmitted SYN again) are not progress.
+fn device_progress(event: &DeviceEvent) -> bool {
+    !matches!(
+        event,
+        DeviceEvent::SynReceived { .. }
+            | DeviceEvent::HandshakeAborted { .. }
+            | DeviceEvent::SynDropped { .. }
+            | DeviceEvent::UnreadDataFreed { .. }
+            | DeviceEvent::DataAfterClose { .. }
+    )
+}
+
+/// One connection's verdict from both sides' evidence. Safety first: a connection the peer
+/// finished is judged on what reached the application, and a visible failure (a reset, a
+/// refused connect, a peer that gave up) is the peer's news even after a stall; a stall
+/// otherwise fails the connection, also one that delivered everything in the end.
+fn verdict(p: &PeerConnRecord, device: &DeviceSide, stalled: bool) -> Verdict {
     // A reset that cut the transfer short (the application did not get the whole payload) is
     // the peer's news, even if everything acknowledged until then was read (a stream cut by a
     // device crash). A reset after the application had it all leaves it delivered.
     let cut_by_reset = p.reset_seen && device.bytes_read < p.payload.len();
+    let delivered = device.accepted && device.bytes_read >= p.bytes_acked && !cut_by_reset;
+    let unfinished = match stalled {
+        true => Verdict::Stalled,
+        false => Verdict::Unfinished,
+    };
     if !p.established {
         if p.connect_failed {
             Verdict::RefusedVisibly
         } else {
-            Verdict::Unfinished
+            unfinished
         }
     } else if device.first_mismatch.is_some() {
         Verdict::Corrupted
-    } else if device.accepted && device.bytes_read >= p.bytes_acked && !cut_by_reset {
+    } else if delivered && !stalled {
         Verdict::Delivered
     } else if !p.finished {
-        Verdict::Unfinished
+        unfinished
     } else if p.peer_aborted {
         Verdict::AbortedByPeer
     } else if p.reset_seen || p.gave_up_waiting {
         Verdict::RefusedVisibly
+    } else if delivered {
+        Verdict::Stalled
     } else if !device.accepted {
         Verdict::NeverAccepted
     } else {
@@ -275,6 +390,8 @@ pub struct Summary {
     pub corrupted: u64,
     /// Connections judged [`Verdict::RefusedVisibly`].
     pub refused_visible: u64,
+    /// Connections judged [`Verdict::Stalled`].
+    pub stalled: u64,
     /// Connections judged [`Verdict::Unfinished`].
     pub unfinished: u64,
     /// Connections judged [`Verdict::AbortedByPeer`].
@@ -301,6 +418,7 @@ impl Summary {
                 Verdict::NeverAccepted => s.never_accepted += 1,
                 Verdict::Corrupted => s.corrupted += 1,
                 Verdict::RefusedVisibly => s.refused_visible += 1,
+                Verdict::Stalled => s.stalled += 1,
                 Verdict::Unfinished => s.unfinished += 1,
                 Verdict::AbortedByPeer => s.aborted_by_peer += 1,
             }
@@ -320,6 +438,17 @@ impl Summary {
     pub fn violations(&self) -> u64 {
         self.silently_lost + self.never_accepted + self.corrupted
     }
+
+    /// Connections that broke the every-connection-finishes rule (stalled or unfinished).
+    pub fn liveness_failures(&self) -> u64 {
+        self.stalled + self.unfinished
+    }
+
+    /// Connections that reached a verdict: every one but those the run stopped before they
+    /// finished or stalled.
+    pub fn tested(&self) -> u64 {
+        self.connections - self.unfinished
+    }
 }
 
 #[cfg(test)]
@@ -332,9 +461,10 @@ mod tests {
     use super::*;
 
     const T: Instant = Instant::ZERO;
+    const LIVENESS_MS: u64 = 60_000;
 
     fn oracle() -> Oracle {
-        Oracle::new(vec![Payload::Bytes(Rc::from(&b"abcd"[..]))])
+        Oracle::new(vec![Payload::Bytes(Rc::from(&b"abcd"[..]))], LIVENESS_MS)
     }
 
     /// The peer's events of one connection from `port`: opened, established or not, `acked`
@@ -366,11 +496,14 @@ mod tests {
     }
 
     fn read(o: &mut Oracle, port: u16, data: &[u8]) {
-        o.app_event(&AppEvent::Accepted { conn: conn(port) });
-        o.app_event(&AppEvent::Read {
-            conn: conn(port),
-            data,
-        });
+        o.app_event(T, &AppEvent::Accepted { conn: conn(port) });
+        o.app_event(
+            T,
+            &AppEvent::Read {
+                conn: conn(port),
+                data,
+            },
+        );
     }
 
     #[test]
@@ -387,7 +520,7 @@ mod tests {
         o.peer_event(T, &PeerEvent::Acked { port: 1, bytes: 4 });
         peer(&mut o, 2, true, 4, &[PeerEvent::ResetSent { port: 2 }]);
         peer(&mut o, 3, true, 4, &[]);
-        let verdicts: Vec<Verdict> = o.judge().iter().map(|r| r.verdict).collect();
+        let verdicts: Vec<Verdict> = o.judge(T).iter().map(|r| r.verdict).collect();
         assert_eq!(
             verdicts,
             [
@@ -416,7 +549,7 @@ mod tests {
         read(&mut o, 1, b"abcd");
         read(&mut o, 2, b"ab");
         read(&mut o, 4, b"abXd");
-        let rows = o.judge();
+        let rows = o.judge(T);
         let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
         assert_eq!(
             verdicts,
@@ -446,7 +579,7 @@ mod tests {
         let mut o = oracle();
         peer(&mut o, 1, true, 2, &[PeerEvent::ResetSeen { port: 1 }]);
         read(&mut o, 1, b"ab");
-        assert_eq!(o.judge()[0].verdict, Verdict::RefusedVisibly);
+        assert_eq!(o.judge(T)[0].verdict, Verdict::RefusedVisibly);
     }
 
     /// A reset after the application read the whole payload leaves it delivered.
@@ -455,7 +588,7 @@ mod tests {
         let mut o = oracle();
         peer(&mut o, 1, true, 0, &[PeerEvent::ResetSeen { port: 1 }]);
         read(&mut o, 1, b"abcd");
-        assert_eq!(o.judge()[0].verdict, Verdict::Delivered);
+        assert_eq!(o.judge(T)[0].verdict, Verdict::Delivered);
     }
 
     /// A port reused by a later connection starts a new record; the device side follows it.
@@ -465,7 +598,110 @@ mod tests {
         peer(&mut o, 9, true, 4, &[]);
         read(&mut o, 9, b"abcd");
         peer(&mut o, 9, true, 4, &[]);
-        let verdicts: Vec<Verdict> = o.judge().iter().map(|r| r.verdict).collect();
+        let verdicts: Vec<Verdict> = o.judge(T).iter().map(|r| r.verdict).collect();
         assert_eq!(verdicts, [Verdict::Delivered, Verdict::NeverAccepted]);
+    }
+
+    fn at_s(s: u64) -> Instant {
+        Instant::from_secs(s as i64)
+    }
+
+    /// Opens and establishes a connection from `port` that sent 4 bytes, `acked` of them
+    /// acknowledged, all at time zero.
+    fn sending(o: &mut Oracle, port: u16, acked: u64) {
+        o.peer_event(T, &PeerEvent::Opened { port, workload: 0 });
+        o.peer_event(T, &PeerEvent::Established { port });
+        o.peer_event(T, &PeerEvent::Sent { port, bytes: 4 });
+        if acked > 0 {
+            o.peer_event(T, &PeerEvent::Acked { port, bytes: acked });
+        }
+    }
+
+    /// A connection waiting for an acknowledgement with no progress until the run ends
+    /// `liveness_ms` later stalled at its last progress; a shorter run leaves it unfinished.
+    #[test]
+    fn a_connection_waiting_without_progress_stalls() {
+        let mut o = oracle();
+        sending(&mut o, 1, 2);
+        let rows = o.judge(at_s(60));
+        assert_eq!(rows[0].verdict, Verdict::Stalled);
+        assert_eq!(rows[0].stalled_at_us, Some(0));
+        let rows = o.judge(at_s(59));
+        assert_eq!(rows[0].verdict, Verdict::Unfinished);
+        assert_eq!(rows[0].stalled_at_us, None);
+        let s = Summary::of(&o.judge(at_s(60)));
+        assert_eq!((s.stalled, s.liveness_failures(), s.tested()), (1, 1, 1));
+    }
+
+    /// A program that pauses of its own accord (everything acknowledged, no FIN yet) is not
+    /// waiting on the device: the end of the run finds it unfinished, not stalled.
+    #[test]
+    fn a_pausing_program_is_unfinished_not_stalled() {
+        let mut o = oracle();
+        sending(&mut o, 1, 4);
+        o.app_event(T, &AppEvent::Accepted { conn: conn(1) });
+        assert_eq!(o.judge(at_s(600))[0].verdict, Verdict::Unfinished);
+    }
+
+    /// A hang is a failure even when the connection recovers and delivers in the end; the
+    /// instant progress stopped is kept.
+    #[test]
+    fn a_recovered_stall_is_still_stalled() {
+        let mut o = oracle();
+        sending(&mut o, 1, 0);
+        o.peer_event(at_s(70), &PeerEvent::Acked { port: 1, bytes: 4 });
+        read(&mut o, 1, b"abcd");
+        o.peer_event(at_s(71), &PeerEvent::Finished { port: 1 });
+        let row = &o.judge(at_s(72))[0];
+        assert_eq!(row.verdict, Verdict::Stalled);
+        assert_eq!(row.stalled_at_us, Some(0));
+        // Progress within the window keeps it alive.
+        let mut o = oracle();
+        sending(&mut o, 1, 0);
+        o.peer_event(at_s(59), &PeerEvent::Acked { port: 1, bytes: 4 });
+        read(&mut o, 1, b"abcd");
+        o.peer_event(at_s(118), &PeerEvent::Finished { port: 1 });
+        assert_eq!(o.judge(at_s(120))[0].verdict, Verdict::Delivered);
+    }
+
+    /// Safety beats liveness: a connection that stalled and then lost its data silently is
+    /// silent loss; one that stalled and then saw a reset failed visibly.
+    #[test]
+    fn silent_loss_and_visible_failures_beat_a_stall() {
+        let mut o = oracle();
+        sending(&mut o, 1, 4);
+        o.peer_event(at_s(1), &PeerEvent::FinSent { port: 1 });
+        o.peer_event(at_s(90), &PeerEvent::GaveUp { port: 1 });
+        o.peer_event(at_s(90), &PeerEvent::Finished { port: 1 });
+        sending(&mut o, 2, 4);
+        o.peer_event(at_s(1), &PeerEvent::FinSent { port: 2 });
+        o.peer_event(at_s(90), &PeerEvent::DeviceFinSeen { port: 2 });
+        o.peer_event(at_s(90), &PeerEvent::Finished { port: 2 });
+        let rows = o.judge(at_s(100));
+        assert_eq!(rows[0].verdict, Verdict::RefusedVisibly);
+        assert_eq!(rows[1].verdict, Verdict::NeverAccepted);
+        assert!(rows.iter().all(|r| r.stalled_at_us == Some(1_000_000)));
+    }
+
+    /// Dropped SYNs are not progress: a connect that only gets its SYN dropped stalls.
+    #[test]
+    fn repeats_that_change_nothing_are_not_progress() {
+        let mut o = oracle();
+        o.peer_event(
+            T,
+            &PeerEvent::Opened {
+                port: 1,
+                workload: 0,
+            },
+        );
+        let remote = conn(1).remote;
+        for s in [10, 30, 50, 70] {
+            o.device_event(at_s(s), &DeviceEvent::SynDropped { remote });
+        }
+        let row = &o.judge(at_s(80))[0];
+        assert_eq!(
+            (row.verdict, row.stalled_at_us),
+            (Verdict::Stalled, Some(0))
+        );
     }
 }

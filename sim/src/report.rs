@@ -38,13 +38,14 @@ pub fn human(report: &RunReport, all_rows: bool) -> String {
     );
     let mut shown = 0;
     for r in &report.rows {
-        if !all_rows && !r.verdict.is_violation() && shown >= 10 {
+        let failed = r.verdict.is_violation() || r.verdict.is_liveness_failure();
+        if !all_rows && !failed && shown >= 10 {
             continue;
         }
         shown += 1;
         let _ = writeln!(
             out,
-            "{:>6} {:>10.3} {:>5} {:>6} {:>6} {:>6} {:>6}  {}{}",
+            "{:>6} {:>10.3} {:>5} {:>6} {:>6} {:>6} {:>6}  {}{}{}",
             r.peer_port,
             r.opened_at_us as f64 / 1000.0,
             if r.established { "yes" } else { "no" },
@@ -53,6 +54,10 @@ pub fn human(report: &RunReport, all_rows: bool) -> String {
             r.device.bytes_freed_unread,
             if r.reset_seen { "yes" } else { "no" },
             r.verdict.label(),
+            match r.stalled_at_us {
+                Some(t) => format!(" (no progress from {:.3} s)", t as f64 / 1e6),
+                None => String::new(),
+            },
             if r.device.accepted {
                 ""
             } else {
@@ -63,14 +68,14 @@ pub fn human(report: &RunReport, all_rows: bool) -> String {
     if shown < report.rows.len() {
         let _ = writeln!(
             out,
-            "  ... {} delivered rows not shown (--all)",
+            "  ... {} passing rows not shown (--all)",
             report.rows.len() - shown
         );
     }
     let _ = writeln!(
         out,
-        "summary: {} connections: {} delivered, {} data silently lost, {} never accepted, {} corrupted, {} visible to peer, {} aborted by peer, {} unfinished | bytes acked {} delivered {} | loss {:.1}% | trace {}",
-        s.connections, s.delivered, s.silently_lost, s.never_accepted, s.corrupted, s.refused_visible, s.aborted_by_peer, s.unfinished,
+        "summary: {} connections: {} delivered, {} data silently lost, {} never accepted, {} corrupted, {} visible to peer, {} aborted by peer, {} stalled, {} unfinished | bytes acked {} delivered {} | loss {:.1}% | trace {}",
+        s.connections, s.delivered, s.silently_lost, s.never_accepted, s.corrupted, s.refused_visible, s.aborted_by_peer, s.stalled, s.unfinished,
         s.bytes_acked, s.bytes_delivered, s.loss_fraction * 100.0, report.trace_hash
     );
     let _ = writeln!(out, "verdict: {}", report.verdict_line());
@@ -88,11 +93,7 @@ pub fn json(report: &RunReport) -> serde_json::Value {
         "preset": l.preset,
         "backend": l.backend,
         "seed": report.seed,
-        "outcome": match report.outcome() {
-            Outcome::NoSilentLoss => "no_silent_loss",
-            Outcome::SilentLoss => "silent_loss",
-            Outcome::NothingTested => "nothing_tested",
-        },
+        "outcome": report.outcome().name(),
         "connections": s.connections,
         "tested": report.tested(),
         "delivered": s.delivered,
@@ -100,6 +101,7 @@ pub fn json(report: &RunReport) -> serde_json::Value {
         "never_accepted": s.never_accepted,
         "corrupted": s.corrupted,
         "refused_visible": s.refused_visible,
+        "stalled": s.stalled,
         "unfinished": s.unfinished,
         "aborted_by_peer": s.aborted_by_peer,
         "bytes_acked": s.bytes_acked,
@@ -138,8 +140,8 @@ impl RunReport {
         })
     }
 
-    /// Panics unless the run tested something and lost nothing silently; the message is the
-    /// per-connection table and the command that replays the run.
+    /// Panics unless the run tested something, lost nothing silently and every connection
+    /// finished; the message is the per-connection table and the command that replays the run.
     pub fn assert_no_silent_loss(&self) {
         if self.outcome() != Outcome::NoSilentLoss {
             panic!("{}", human(self, false));

@@ -3,7 +3,7 @@
 //! the report; a backend only moves packets and time between the device and peer nodes and asks
 //! the core when to heal the links and when to stop.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use firmware_core::Policy;
 use crate::capture::Capture;
 use crate::link::LinkStats;
 use crate::observer::{Observed, Observer};
-use crate::oracle::{ConnReport, Oracle, Summary};
+use crate::oracle::{ConnReport, Oracle, Summary, Verdict};
 use crate::peer::{workload_payloads, PayloadError, PeerHost};
 use crate::scenario::{Scenario, ScenarioError, Set, TurmoilTick};
 use crate::trace::Trace;
@@ -69,37 +69,58 @@ pub struct RunLabel {
     pub backend: String,
 }
 
-/// What a run's report says in one word, and the exit status `fwsim` gives it.
+/// What a run's report (a sweep's, a merge's) says in one word, and the exit status every
+/// `fwsim` command gives it. Safety beats liveness, and both beat "nothing tested".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Connections were tested and none was lost silently (exit 0).
+    /// Connections were tested, and every one was delivered or failed visibly to the peer
+    /// (refused, reset, aborted): no silent loss, every connection finished (exit 0).
     NoSilentLoss,
-    /// At least one connection was lost silently (exit 1).
+    /// At least one connection was lost silently: a safety violation (exit 1).
     SilentLoss,
     /// No connection reached a verdict (none opened, or all still running when the run
-    /// stopped): the run tested nothing and proves nothing (exit 2).
+    /// stopped, none stalled): the run tested nothing and proves nothing (exit 2).
     NothingTested,
+    /// No silent loss, but a connection stalled (no progress for `liveness_ms` while it
+    /// waited on the device) or was still unfinished when the run stopped: a liveness failure
+    /// (exit 3).
+    LivenessFailure,
 }
 
 impl Outcome {
-    /// The outcome of `violations` silently lost connections out of `tested` that reached a
-    /// verdict (one run, a sweep, a merge): nothing tested is never a pass.
-    pub fn of(violations: u64, tested: u64) -> Outcome {
+    /// The outcome of `violations` silently lost connections and `liveness_failures` stalled
+    /// or unfinished ones, of which `tested` reached a verdict (one run, a sweep, a merge).
+    pub fn of(violations: u64, liveness_failures: u64, tested: u64) -> Outcome {
         if violations > 0 {
             Outcome::SilentLoss
         } else if tested == 0 {
             Outcome::NothingTested
+        } else if liveness_failures > 0 {
+            Outcome::LivenessFailure
         } else {
             Outcome::NoSilentLoss
         }
     }
 
-    /// The exit status of `fwsim run` and `fwsim sweep` for this outcome.
+    /// The exit status of `fwsim run`, `sweep`, `merge`, `serve` and the other commands that
+    /// judge runs: 0 pass, 1 silent loss, 2 nothing tested (or an input error), 3 liveness
+    /// failure only.
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::NoSilentLoss => 0,
             Outcome::SilentLoss => 1,
             Outcome::NothingTested => 2,
+            Outcome::LivenessFailure => 3,
+        }
+    }
+
+    /// The outcome's name in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::NoSilentLoss => "no_silent_loss",
+            Outcome::SilentLoss => "silent_loss",
+            Outcome::NothingTested => "nothing_tested",
+            Outcome::LivenessFailure => "liveness_failure",
         }
     }
 }
@@ -107,28 +128,44 @@ impl Outcome {
 impl RunReport {
     /// Connections that reached a verdict (every one but those still running at the end).
     pub fn tested(&self) -> u64 {
-        self.summary.connections - self.summary.unfinished
+        self.summary.tested()
     }
 
     /// The report in one word.
     pub fn outcome(&self) -> Outcome {
-        Outcome::of(self.summary.violations(), self.tested())
+        let s = &self.summary;
+        Outcome::of(s.violations(), s.liveness_failures(), s.tested())
     }
 
     /// The verdict line of the human report.
     pub fn verdict_line(&self) -> String {
+        let s = &self.summary;
+        let limit = match self.timed_out {
+            true => " before max_duration_ms",
+            false => "",
+        };
         match self.outcome() {
             Outcome::SilentLoss => "SILENT LOSS".into(),
-            Outcome::NoSilentLoss => "no silent loss".into(),
+            Outcome::NoSilentLoss => "no silent loss, every connection finished".into(),
             Outcome::NothingTested => format!(
-                "NOTHING TESTED: {} connections opened, none reached a verdict{}",
-                self.summary.connections,
-                if self.timed_out {
-                    " before max_duration_ms"
-                } else {
-                    ""
-                }
+                "NOTHING TESTED: {} connections opened, none reached a verdict{limit}",
+                s.connections
             ),
+            Outcome::LivenessFailure => {
+                let mut line = format!(
+                    "LIVENESS FAILURE: {} stalled, {} unfinished{limit}",
+                    s.stalled, s.unfinished
+                );
+                if let Some(r) = self.rows.iter().find(|r| r.verdict == Verdict::Stalled) {
+                    let _ = write!(
+                        line,
+                        "; first: port {} made no progress from {:.3} s",
+                        r.peer_port,
+                        r.stalled_at_us.unwrap_or(0) as f64 / 1e6
+                    );
+                }
+                line
+            }
         }
     }
 
@@ -343,7 +380,7 @@ impl RunCore {
             label,
             replay: prep.replay.command(config.seed),
             observer: Observer {
-                oracle: Oracle::new(payloads),
+                oracle: Oracle::new(payloads, config.liveness_ms),
                 trace: Trace::new(options.keep_trace, span),
                 kept: options.keep_events.then(Vec::new),
             },
@@ -423,7 +460,12 @@ impl RunCore {
             (Stop::Done, Some(done)) => done,
             _ => now,
         };
-        let rows = self.observer.oracle.judge();
+        // A timed-out run noticed the limit at its next event, which may lie far beyond it.
+        let end = match stop {
+            Stop::TimedOut => now.min(self.end),
+            Stop::Done => now,
+        };
+        let rows = self.observer.oracle.judge(end);
         let trace = &mut self.observer.trace;
         Ok(RunReport {
             label: self.label.clone(),
@@ -435,11 +477,7 @@ impl RunCore {
             trace_events: trace.events(),
             trace_lines: trace.kept_lines(),
             events: self.observer.kept.take(),
-            // A timed-out run noticed the limit at its next event, which may lie far beyond it.
-            sim_time_us: match stop {
-                Stop::TimedOut => now.min(self.end).total_micros(),
-                Stop::Done => now.total_micros(),
-            },
+            sim_time_us: end.total_micros(),
             uplink,
             downlink,
             timed_out: stop == Stop::TimedOut,

@@ -395,7 +395,10 @@ fn verdicts_recompute_from_the_events_alone() {
         };
         let r = sim.run_with(keep).unwrap();
         let payloads = sim::peer::workload_payloads(&sim.scenario().peer).unwrap();
-        let rows = sim::oracle::Oracle::replay(payloads, r.events.as_deref().unwrap());
+        let end = firmware_core::smoltcp::time::Instant::from_micros(r.sim_time_us);
+        let liveness_ms = sim.scenario().liveness_ms;
+        let events = r.events.as_deref().unwrap();
+        let rows = sim::oracle::Oracle::replay(payloads, liveness_ms, events, end);
         assert_eq!(rows, r.rows, "{name}\nreplay: {}", r.replay);
         assert!(r.tested() > 0);
         assert_eq!(r.summary.violations() > 0, policy == "legacy", "{name}");

@@ -340,11 +340,18 @@ fn assert_report_agrees(r: &crate::RunReport) {
         .iter()
         .filter(|x| x.verdict != crate::Verdict::Unfinished)
         .count() as u64;
+    let hung = r
+        .rows
+        .iter()
+        .filter(|x| x.verdict.is_liveness_failure())
+        .count() as u64;
     assert_eq!(violations, s.violations());
+    assert_eq!(hung, s.liveness_failures());
     match r.outcome() {
-        crate::Outcome::NoSilentLoss => assert!(tested > 0 && violations == 0, "{r:?}"),
+        crate::Outcome::NoSilentLoss => assert!(tested > 0 && violations + hung == 0, "{r:?}"),
         crate::Outcome::SilentLoss => assert!(violations > 0),
         crate::Outcome::NothingTested => assert!(tested == 0 && violations == 0, "{r:?}"),
+        crate::Outcome::LivenessFailure => assert!(tested > 0 && violations == 0 && hung > 0),
     }
 }
 

@@ -129,6 +129,8 @@ fn peer_events(r: &ClientRecord, port: u16, sent: usize) -> Vec<PeerEvent> {
 /// gets port 0).
 pub fn join(records: &[ClientRecord], events: &[LiveEvent]) -> Result<Vec<ConnReport>, JoinError> {
     let conns = DeviceConns::of(events)?;
+    // Device events carry the core's time and the Unix time; client records only the latter.
+    let unix_offset_us = events.first().map_or(0, |e| e.unix_us as i64 - e.t_us);
     let mut payloads = Vec::new();
     let mut observed = Vec::new();
     let mut taken = Vec::new();
@@ -136,20 +138,36 @@ pub fn join(records: &[ClientRecord], events: &[LiveEvent]) -> Result<Vec<ConnRe
         let sent = parse_hex(&r.sent_hex).map_err(|_| JoinError::BadHex(i))?;
         let found = conns.serial_of(r, &taken);
         let port = found.map(|(p, _)| p).or(r.port).unwrap_or(0);
-        let at = |us: u64| Instant::from_micros(us.min(i64::MAX as u64) as i64);
-        let peer = |e: PeerEvent| Observed {
-            at_us: at(r.start_unix_us).total_micros(),
+        // The client's times on the core's clock: it opened at its start and knew the rest
+        // by its end.
+        let core_us = |unix_us: u64| unix_us as i64 - unix_offset_us;
+        let peer = |at_us: i64, e: PeerEvent| Observed {
+            at_us,
             event: ObservedEvent::Peer(e),
         };
-        observed.push(peer(PeerEvent::Opened { port, workload: i }));
+        observed.push(peer(
+            core_us(r.start_unix_us),
+            PeerEvent::Opened { port, workload: i },
+        ));
         if let Some((_, serial)) = found {
             taken.push(serial);
             observed.extend(conns.by_serial[&serial].iter().cloned());
         }
-        observed.extend(peer_events(r, port, sent.len()).into_iter().map(peer));
+        let end_us = core_us(r.end_unix_us);
+        observed.extend(
+            peer_events(r, port, sent.len())
+                .into_iter()
+                .map(|e| peer(end_us, e)),
+        );
         payloads.push(Payload::Bytes(Rc::from(sent)));
     }
-    Ok(Oracle::replay(payloads, &observed))
+    let end = observed.iter().map(|e| e.at_us).max().unwrap_or(0);
+    Ok(Oracle::replay(
+        payloads,
+        crate::scenario::DEFAULT_LIVENESS_MS,
+        &observed,
+        Instant::from_micros(end),
+    ))
 }
 
 #[cfg(test)]

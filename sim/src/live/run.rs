@@ -170,7 +170,7 @@ impl Live {
         let mut wire = Wire::new(&self.prep.scenario, seed);
         let span = tracing::info_span!(target: "fwsim::trace", "live", seed);
         let mut observer = Observer {
-            oracle: Oracle::new(Vec::new()),
+            oracle: Oracle::new(Vec::new(), self.prep.scenario.liveness_ms),
             trace: Trace::new(false, span),
             kept: Some(Vec::new()),
         };
@@ -301,8 +301,8 @@ impl Live {
                 .finish()
                 .map_err(|e| LiveError::Pcap(path.clone(), e))?;
         }
-        let rows = Oracle::replay(tap.payloads(), &events);
         let s = &self.prep.scenario;
+        let rows = Oracle::replay(tap.payloads(), s.liveness_ms, &events, now);
         Ok(RunReport {
             label: RunLabel {
                 scenario: format!("live:{}", self.tun.name()),

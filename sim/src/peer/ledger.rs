@@ -23,6 +23,8 @@ pub struct PeerConnRecord {
     pub reset_seen: bool,
     /// The connection attempt failed visibly (RST to SYN, or timeout).
     pub connect_failed: bool,
+    /// The program closed its side (FIN).
+    pub fin_sent: bool,
     /// The device closed its side (FIN) while the program watched.
     pub device_fin_seen: bool,
     /// The program ran to its end before the run stopped.
@@ -54,12 +56,26 @@ impl PeerConnRecord {
             bytes_acked: 0,
             reset_seen: false,
             connect_failed: false,
+            fin_sent: false,
             device_fin_seen: false,
             finished: false,
             peer_aborted: false,
             gave_up_waiting: false,
             payload,
         }
+    }
+}
+
+impl PeerConnRecord {
+    /// The program is waiting on the device: for the handshake, for the acknowledgement of
+    /// bytes it sent, or for the device's answer to its FIN. A program pausing of its own
+    /// accord (`hold_ms`, with everything acknowledged) is not waiting.
+    pub fn waiting_on_device(&self) -> bool {
+        let answered = self.device_fin_seen || self.reset_seen;
+        !self.finished
+            && ((!self.established && !self.connect_failed)
+                || self.bytes_acked < self.bytes_sent
+                || (self.fin_sent && !answered))
     }
 }
 
@@ -207,7 +223,7 @@ impl PeerLedger {
             PeerEvent::Established { .. } => r.established = true,
             PeerEvent::Sent { bytes, .. } => r.bytes_sent += bytes as u64,
             PeerEvent::Acked { bytes, .. } => r.bytes_acked += bytes,
-            PeerEvent::FinSent { .. } => {}
+            PeerEvent::FinSent { .. } => r.fin_sent = true,
             PeerEvent::ResetSent { .. } => r.peer_aborted = true,
             PeerEvent::ResetSeen { .. } => r.reset_seen = true,
             PeerEvent::ConnectFailed { .. } => r.connect_failed = true,

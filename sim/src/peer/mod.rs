@@ -421,6 +421,7 @@ impl PeerConn {
             }
             Phase::CloseAt(t) if now >= t => {
                 socket.close();
+                self.record.fin_sent = true;
                 events.push(PeerEvent::FinSent { port });
                 self.phase = match w.await_device_close {
                     true => Phase::Lingering(after_ms(now, w.linger_ms)),
@@ -1016,6 +1017,7 @@ mod tests {
         first.established = true;
         first.bytes_sent = 5;
         first.bytes_acked = 5;
+        first.fin_sent = true;
         first.gave_up_waiting = true;
         first.finished = true;
         assert_eq!(r[0], first);

@@ -55,6 +55,17 @@ pub struct Scenario {
         deserialize_with = "u64_in::<_, 0, 3600000>"
     )]
     pub drain_ms: u64,
+    /// A connection waiting on the device (handshake, unacknowledged bytes, or its FIN sent)
+    /// that makes no progress for this long is `stalled`, a liveness failure
+    /// ([`crate::Verdict::Stalled`]). The default, 60 s, is longer than any one retransmission
+    /// timeout of the peer's stack (smoltcp backs off to at most 60 s only after six losses of
+    /// the same segment in a row): a minute with nothing acknowledged, read or closed is a hang
+    /// to any user. Range: 1..=86400000.
+    #[serde(
+        default = "default_liveness",
+        deserialize_with = "u64_in::<_, 1, 86400000>"
+    )]
+    pub liveness_ms: u64,
     /// Time step of the turmoil backend; 0 (the default) picks the exact one, the minimum
     /// one-way delay from the device to the peer ([`Scenario::turmoil_tick`]). A larger tick
     /// runs faster but approximates: the report counts the packets it delivered late.
@@ -85,6 +96,12 @@ fn default_duration() -> u64 {
 }
 fn default_drain() -> u64 {
     3_000
+}
+/// The default of [`Scenario::liveness_ms`] (live mode uses it too).
+pub const DEFAULT_LIVENESS_MS: u64 = 60_000;
+
+fn default_liveness() -> u64 {
+    DEFAULT_LIVENESS_MS
 }
 
 /// Which backend runs the scenario.
@@ -540,6 +557,7 @@ impl Scenario {
             backend: Backend::default(),
             max_duration_ms: default_duration(),
             drain_ms: default_drain(),
+            liveness_ms: default_liveness(),
             turmoil_tick_us: 0,
             device: DeviceSpec::new(app, policy),
             link: LinkSpec::default(),

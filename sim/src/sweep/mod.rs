@@ -58,6 +58,10 @@ pub struct Cell {
     pub tested: u64,
     /// Connections silently lost.
     pub violations: u64,
+    /// Connections that stalled (no progress for `liveness_ms`).
+    pub stalled: u64,
+    /// Connections still running when their run stopped.
+    pub unfinished: u64,
     /// Bytes the peer saw acknowledged.
     pub bytes_acked: u64,
     /// Of those, bytes the application read.
@@ -66,9 +70,20 @@ pub struct Cell {
     pub failing_seeds: Vec<u64>,
     /// The command that replays the first failing seed.
     pub replay: Option<String>,
+    /// Runs with a liveness failure (a stalled or unfinished connection) and no silent loss.
+    pub runs_hung: u64,
+    /// Seeds of those runs (the first 20, in seed order).
+    pub hung_seeds: Vec<u64>,
+    /// The command that replays the first of them.
+    pub hung_replay: Option<String>,
 }
 
 impl Cell {
+    /// The cell's outcome (what its runs say together).
+    pub fn outcome(&self) -> crate::Outcome {
+        crate::Outcome::of(self.violations, self.stalled + self.unfinished, self.tested)
+    }
+
     /// Share of connections silently lost.
     pub fn loss_fraction(&self) -> f64 {
         if self.connections == 0 {
@@ -132,11 +147,15 @@ pub struct RunResult {
     pub tested: u64,
     /// Connections silently lost.
     pub violations: u64,
+    /// Connections that stalled.
+    pub stalled: u64,
+    /// Connections still running when the run stopped.
+    pub unfinished: u64,
     /// Bytes the peer saw acknowledged.
     pub bytes_acked: u64,
     /// Of those, bytes the application read.
     pub bytes_delivered: u64,
-    /// The replay command, for a run that lost something.
+    /// The replay command, for a run that lost something or hung.
     pub replay: Option<String>,
 }
 
@@ -182,16 +201,31 @@ pub fn fold(spec: &SweepSpec, mut results: Vec<RunResult>) -> Vec<Cell> {
         cell.connections += r.connections;
         cell.tested += r.tested;
         cell.violations += r.violations;
+        cell.stalled += r.stalled;
+        cell.unfinished += r.unfinished;
         cell.bytes_acked += r.bytes_acked;
         cell.bytes_delivered += r.bytes_delivered;
-        if r.violations > 0 {
-            cell.runs_with_loss += 1;
-            if cell.failing_seeds.is_empty() {
-                cell.replay = r.replay.clone();
-            }
-            if cell.failing_seeds.len() < 20 {
-                cell.failing_seeds.push(r.seed);
-            }
+        let (runs, seeds, replay) = if r.violations > 0 {
+            (
+                &mut cell.runs_with_loss,
+                &mut cell.failing_seeds,
+                &mut cell.replay,
+            )
+        } else if r.stalled + r.unfinished > 0 {
+            (
+                &mut cell.runs_hung,
+                &mut cell.hung_seeds,
+                &mut cell.hung_replay,
+            )
+        } else {
+            continue;
+        };
+        *runs += 1;
+        if seeds.is_empty() {
+            *replay = r.replay.clone();
+        }
+        if seeds.len() < 20 {
+            seeds.push(r.seed);
         }
     }
     cells
@@ -251,16 +285,18 @@ impl Sweep {
         let seed = self.spec.seeds[(job % per_cell) as usize];
         let sim = self.sims[(job / per_cell) as usize].clone().seed(seed);
         let r = sim.run()?;
-        let violations = r.summary.violations();
+        let s = &r.summary;
         Ok(RunResult {
             job,
             seed,
-            connections: r.summary.connections,
-            tested: r.tested(),
-            violations,
-            bytes_acked: r.summary.bytes_acked,
-            bytes_delivered: r.summary.bytes_delivered,
-            replay: (violations > 0).then_some(r.replay),
+            connections: s.connections,
+            tested: s.tested(),
+            violations: s.violations(),
+            stalled: s.stalled,
+            unfinished: s.unfinished,
+            bytes_acked: s.bytes_acked,
+            bytes_delivered: s.bytes_delivered,
+            replay: (s.violations() + s.liveness_failures() > 0).then_some(r.replay),
         })
     }
 }

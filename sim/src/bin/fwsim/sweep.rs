@@ -179,10 +179,22 @@ pub(crate) fn report_cells(
         }
         eprintln!("plot written to {}", out.display());
     }
-    let violations = cells.iter().map(|c| c.violations).sum();
-    let outcome = Outcome::of(violations, cells.iter().map(|c| c.tested).sum());
-    if outcome == Outcome::NothingTested {
-        eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict");
+    let sum = |f: fn(&sim::sweep::Cell) -> u64| cells.iter().map(f).sum::<u64>();
+    let outcome = Outcome::of(
+        sum(|c| c.violations),
+        sum(|c| c.stalled + c.unfinished),
+        sum(|c| c.tested),
+    );
+    match outcome {
+        Outcome::NothingTested => {
+            eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict")
+        }
+        Outcome::LivenessFailure => eprintln!(
+            "fwsim: liveness failure: {} connections stalled, {} unfinished (no silent loss)",
+            sum(|c| c.stalled),
+            sum(|c| c.unfinished)
+        ),
+        _ => {}
     }
     ExitCode::from(outcome.exit_code())
 }
@@ -200,8 +212,8 @@ fn sweep_table(cells: &[sim::sweep::Cell], spec: &sim::sweep::SweepSpec) -> Stri
     }
     let _ = writeln!(
         out,
-        " {:>6} {:>10} {:>7} {:>10} {:>8} {:>17}",
-        "runs", "runs lost", "conns", "lost conns", "loss %", "95% CI (Wilson)"
+        " {:>6} {:>10} {:>7} {:>10} {:>8} {:>17} {:>8}",
+        "runs", "runs lost", "conns", "lost conns", "loss %", "95% CI (Wilson)", "stalled"
     );
     for c in cells {
         let _ = write!(out, "{:>7} {:>10}", name(&c.policy), name(&c.preset));
@@ -211,32 +223,45 @@ fn sweep_table(cells: &[sim::sweep::Cell], spec: &sim::sweep::SweepSpec) -> Stri
         let (lo, hi) = c.loss_interval();
         let _ = writeln!(
             out,
-            " {:>6} {:>10} {:>7} {:>10} {:>8.2} {:>17}",
+            " {:>6} {:>10} {:>7} {:>10} {:>8.2} {:>17} {:>8}",
             c.runs,
             c.runs_with_loss,
             c.connections,
             c.violations,
             c.loss_fraction() * 100.0,
-            format!("{:.1}-{:.1}", lo * 100.0, hi * 100.0)
+            format!("{:.1}-{:.1}", lo * 100.0, hi * 100.0),
+            // Unfinished connections are liveness failures too: counted with the stalls.
+            c.stalled + c.unfinished
         );
     }
-    for c in cells.iter().filter(|c| !c.failing_seeds.is_empty()) {
-        let shown: Vec<String> = c.failing_seeds.iter().take(5).map(u64::to_string).collect();
-        let more = if c.runs_with_loss > 5 { ", ..." } else { "" };
-        let _ = writeln!(
-            out,
-            "silent loss: {} / {}{}: {} of {} runs (seeds {}{more})\n  replay: {}",
-            name(&c.policy),
-            name(&c.preset),
-            c.value
-                .as_ref()
-                .map(|v| format!(" / {v}"))
-                .unwrap_or_default(),
-            c.runs_with_loss,
-            c.runs,
-            shown.join(", "),
-            c.replay.as_deref().unwrap_or_default()
-        );
+    for c in cells {
+        let what = [
+            ("silent loss", c.runs_with_loss, &c.failing_seeds, &c.replay),
+            (
+                "liveness failure (stalled or unfinished)",
+                c.runs_hung,
+                &c.hung_seeds,
+                &c.hung_replay,
+            ),
+        ];
+        for (label, runs, seeds, replay) in what.into_iter().filter(|w| w.1 > 0) {
+            let shown: Vec<String> = seeds.iter().take(5).map(u64::to_string).collect();
+            let more = if runs > 5 { ", ..." } else { "" };
+            let _ = writeln!(
+                out,
+                "{label}: {} / {}{}: {} of {} runs (seeds {}{more})\n  replay: {}",
+                name(&c.policy),
+                name(&c.preset),
+                c.value
+                    .as_ref()
+                    .map(|v| format!(" / {v}"))
+                    .unwrap_or_default(),
+                runs,
+                c.runs,
+                shown.join(", "),
+                replay.as_deref().unwrap_or_default()
+            );
+        }
     }
     out
 }
