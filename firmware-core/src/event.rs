@@ -113,6 +113,11 @@ pub enum DeviceEvent {
 impl DeviceEvent {
     /// The peer's port this event is about (the connection's key on both sides).
     pub fn peer_port(&self) -> u16 {
+        self.remote().port
+    }
+
+    /// The peer endpoint this event is about.
+    pub fn remote(&self) -> IpEndpoint {
         match *self {
             DeviceEvent::SynReceived { conn }
             | DeviceEvent::HandshakeAborted { conn }
@@ -125,8 +130,8 @@ impl DeviceEvent {
             | DeviceEvent::UnreadDataFreed { conn, .. }
             | DeviceEvent::Stopped { conn, .. }
             | DeviceEvent::DataAfterClose { conn, .. }
-            | DeviceEvent::SlotFreed { conn } => conn.remote.port,
-            DeviceEvent::SynDropped { remote } => remote.port,
+            | DeviceEvent::SlotFreed { conn } => conn.remote,
+            DeviceEvent::SynDropped { remote } => remote,
         }
     }
 }

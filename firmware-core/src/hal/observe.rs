@@ -58,8 +58,8 @@ impl Hal {
         }
     }
 
-    /// A listener that took a SYN, or a handshake that completed or failed. True if a listener
-    /// was used up (listeners need re-arming).
+    /// A listener that took a SYN or was closed, or a handshake that completed or failed. True
+    /// if a listener was used up (listeners need re-arming).
     pub(super) fn observe_handshake(
         &mut self,
         index: usize,
@@ -77,6 +77,12 @@ impl Hal {
         };
         let mut rearm = false;
         match slot.role {
+            // Closed, not connected: it took no SYN (smoltcp moves a listener that takes one
+            // to SYN-RECEIVED). Its socket goes back to the pool and a fresh listener comes.
+            Role::Listener if state == tcp::State::Closed => {
+                self.remove_listener(index);
+                return true;
+            }
             Role::Listener if state != tcp::State::Listen => {
                 self.next_serial += 1;
                 let remote = socket.remote_endpoint().unwrap_or(ConnId::UNKNOWN.remote);
@@ -286,5 +292,51 @@ impl Hal {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn listeners(hal: &Hal) -> Vec<SocketHandle> {
+        let slots = hal.slots.iter().flatten();
+        let listening = slots.filter(|s| s.role == Role::Listener);
+        listening.filter_map(|s| s.handle).collect()
+    }
+
+    /// A listener that leaves LISTEN for CLOSED was closed, not connected: no connection is
+    /// reported, and a fresh listener takes its socket's place in the pool.
+    #[test]
+    fn a_closed_listener_is_replaced_not_taken_for_a_connection() {
+        let policy = Policy::FIXED;
+        let config = DeviceConfig {
+            backlog: 1,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let mut hal = Hal::new(policy, config, 1);
+        assert!(hal.create_server(1234).is_ok());
+        let [closed] = listeners(&hal)[..] else {
+            panic!("one listener expected");
+        };
+        hal.sockets.get_mut::<tcp::Socket>(closed).abort();
+        hal.observe(Instant::ZERO, true);
+        let mut events = Vec::new();
+        hal.take_events(&mut events);
+        assert_eq!(events, []);
+        let [fresh] = listeners(&hal)[..] else {
+            panic!("one listener expected");
+        };
+        assert_eq!(
+            hal.sockets.get::<tcp::Socket>(fresh).state(),
+            tcp::State::Listen
+        );
+        assert_eq!(
+            hal.sockets.iter().count(),
+            1,
+            "the closed socket left the pool"
+        );
+        assert_eq!(hal.pool_in_use(), 0);
     }
 }

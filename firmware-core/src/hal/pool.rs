@@ -30,10 +30,11 @@ impl Hal {
             .position(|s| !s.stopped && s.port == port)
     }
 
-    /// `socket_close` on a server socket: its listeners go; the connections not yet accepted
-    /// are closed as `stop()` closes (FIN, or under F5 RST when data is unread) and their
-    /// slots freed once closed; accepted connections stay with the application. The port is
-    /// free again at once.
+    /// `socket_close` on a server socket: its listeners go at once, their sockets back to the
+    /// pool (lwIP frees a listening PCB in `tcp_close`; it never had a peer to tell); the
+    /// connections not yet accepted are closed as `stop()` closes (FIN, or under F5 RST when
+    /// data is unread) and their slots freed once closed; accepted connections stay with the
+    /// application. The port is free again at once.
     pub(crate) fn stop_server(&mut self, server: ServerId) {
         let Some(s) = self.servers.get_mut(server.0 as usize) else {
             return;
@@ -43,20 +44,33 @@ impl Hal {
         }
         s.stopped = true;
         s.accept_queue.clear();
-        for slot in self.slots.iter_mut().flatten() {
+        for index in 0..self.slots.len() {
+            let Some(slot) = self.slots[index].as_mut() else {
+                continue;
+            };
             if slot.server != server.0 || slot.role == Role::Accepted || slot.released {
+                continue;
+            }
+            if slot.role == Role::Listener {
+                self.remove_listener(index);
                 continue;
             }
             if let Some(handle) = slot.handle {
                 let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                if slot.role == Role::Listener {
-                    socket.abort();
-                } else {
-                    let unread = slot.rx_queue_seen > 0;
-                    Self::close_stack_socket(socket, unread, self.policy.stop_with_unread);
-                }
+                let unread = slot.rx_queue_seen > 0;
+                Self::close_stack_socket(socket, unread, self.policy.stop_with_unread);
             }
             slot.released = true;
+        }
+        // The freed sockets may let the other servers listen again.
+        self.rearm_listeners();
+    }
+
+    /// Drops the listener in slot `index` and its stack socket. A listener names no
+    /// connection and its handle was never given out, so nothing is reported.
+    pub(super) fn remove_listener(&mut self, index: usize) {
+        if let Some(handle) = self.slots[index].take().and_then(|s| s.handle) {
+            self.sockets.remove(handle);
         }
     }
 
@@ -126,9 +140,7 @@ impl Hal {
         else {
             return;
         };
-        if let Some(handle) = self.slots[index].take().and_then(|s| s.handle) {
-            self.sockets.remove(handle);
-        }
+        self.remove_listener(index);
         self.add_listener(server);
     }
 
@@ -382,5 +394,47 @@ impl Hal {
                 out.push((slot.conn.remote, next));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    /// Listeners of `server`.
+    fn listening(hal: &Hal, server: ServerId) -> usize {
+        let slots = hal.slots.iter().flatten();
+        slots
+            .filter(|s| s.role == Role::Listener && s.server == server.0)
+            .count()
+    }
+
+    /// A stopped server's listeners leave the socket set at once, and another server that
+    /// the full pool kept to one listener takes their sockets.
+    #[test]
+    fn stopping_a_server_returns_its_listeners_to_the_pool_at_once() {
+        let policy = Policy::FIXED;
+        let config = DeviceConfig {
+            pool_size: 5,
+            pool_reserved: 0,
+            backlog: 4,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let mut hal = Hal::new(policy, config, 1);
+        let (Ok(first), Ok(second)) = (hal.create_server(1234), hal.create_server(1235)) else {
+            panic!("two servers expected");
+        };
+        assert_eq!((listening(&hal, first), listening(&hal, second)), (4, 1));
+        hal.stop_server(first);
+        assert_eq!((listening(&hal, first), listening(&hal, second)), (0, 4));
+        assert_eq!(
+            hal.sockets.iter().count(),
+            4,
+            "no stopped listener left in the set"
+        );
+        let mut events = Vec::new();
+        hal.take_events(&mut events);
+        assert_eq!(events, [], "a listener names no connection");
     }
 }

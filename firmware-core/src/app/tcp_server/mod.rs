@@ -154,8 +154,9 @@ mod tests {
     use smoltcp::socket::tcp::State;
 
     use super::*;
+    use crate::app::RecordedKind;
     use crate::testkit::Bench;
-    use crate::{DeviceConfig, Policy};
+    use crate::{DeviceConfig, DeviceEvent, Policy};
 
     fn bench() -> Bench {
         let policy = Policy::FIXED;
@@ -257,6 +258,86 @@ mod tests {
             ControlReply::Done
         );
         assert!(ServerManager::new().servers().is_empty());
+    }
+
+    /// Every device event names a real connection: none with port 0 or 0.0.0.0 (a listener's
+    /// placeholder).
+    fn phantom_events(b: &mut Bench) -> Vec<DeviceEvent> {
+        b.dev.take_events(&mut b.device_events);
+        let unknown = |e: &DeviceEvent| e.remote().port == 0 || e.remote().addr.is_unspecified();
+        b.device_events.iter().copied().filter(unknown).collect()
+    }
+
+    /// Opens one peer connection to each port and keeps them open: how many the app accepted
+    /// and the peer sees established.
+    fn served_at_once(b: &mut Bench, ports: &[u16]) -> usize {
+        let peers: Vec<_> = ports.iter().map(|&p| b.connect(p)).collect();
+        b.run_app(20);
+        let accepted = b
+            .seen
+            .events
+            .iter()
+            .filter(|e| e.1 == RecordedKind::Accepted)
+            .count();
+        let established = peers
+            .iter()
+            .filter(|&&h| b.peer(h).state() == State::Established)
+            .count();
+        accepted.min(established)
+    }
+
+    fn stop_all(b: &mut Bench) {
+        let reply = control(b, ControlRequest::StopServers);
+        assert_eq!(reply, ControlReply::Done);
+    }
+
+    /// Issue 17: a stopped server's listeners were taken for connections by the next SYN.
+    #[test]
+    fn a_restarted_server_reports_no_phantom_connection() {
+        let mut b = bench();
+        assert_eq!(start(&mut b, "s", "EchoServer", 1234), ControlReply::Done);
+        b.run_app(2);
+        stop_all(&mut b);
+        assert_eq!(start(&mut b, "s", "EchoServer", 1234), ControlReply::Done);
+        assert!(echoes(&mut b, 1234, b"after restart"));
+        assert_eq!(phantom_events(&mut b), [], "events naming no connection");
+        let syns = b
+            .device_events
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::SynReceived { .. }))
+            .count();
+        assert_eq!(syns, 1, "one SYN, one connection");
+    }
+
+    /// Issue 17: a stopped server's listener sockets go back to the pool at once, so five
+    /// servers started after it serve as many connections as five on a fresh device.
+    #[test]
+    fn servers_started_after_a_stopped_one_get_the_whole_pool() {
+        let policy = Policy::FIXED;
+        let config = DeviceConfig {
+            pool_size: 5,
+            pool_reserved: 0,
+            ..DeviceConfig::for_policy(&policy)
+        };
+        let ports = [2001, 2002, 2003, 2004, 2005];
+        let five = |b: &mut Bench| {
+            for (i, port) in ports.iter().enumerate() {
+                let id = alloc::format!("s{i}");
+                let reply = start(b, &id, "SimpleServer", u32::from(*port));
+                assert_eq!(reply, ControlReply::Done);
+            }
+        };
+        let mut fresh = Bench::new(policy, config, Box::new(ServerManager::new()));
+        five(&mut fresh);
+        assert_eq!(served_at_once(&mut fresh, &ports), 5, "a fresh device");
+
+        let mut b = Bench::new(policy, config, Box::new(ServerManager::new()));
+        assert_eq!(start(&mut b, "s", "SimpleServer", 1234), ControlReply::Done);
+        b.run_app(2);
+        stop_all(&mut b);
+        five(&mut b);
+        assert_eq!(served_at_once(&mut b, &ports), 5, "after a stopped server");
+        assert_eq!(phantom_events(&mut b), []);
     }
 
     /// The server that gives its clients up: `TCPServer::available()` keeps only what it
