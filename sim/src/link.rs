@@ -42,9 +42,15 @@ pub struct LinkParams {
     /// Gilbert-Elliott p: probability of moving from the good to the bad state, per packet. Range: 0..=1.
     #[serde(deserialize_with = "probability")]
     pub loss_p: f64,
-    /// Gilbert-Elliott r: probability of moving from the bad to the good state. Range: 0..=1.
+    /// Gilbert-Elliott r: probability of moving from the bad to the good state, per packet and
+    /// per `loss_r_step_us` of time between packets (whichever gives more chances). Range: 0..=1.
     #[serde(deserialize_with = "probability")]
     pub loss_r: f64,
+    /// Time that counts as one more chance to leave the bad state when packets are further
+    /// apart: a fade lasts a bounded time, not a number of packets (`docs/link-model.md`).
+    /// 0 moves the chain per packet only, as netem's gemodel does. Range: 0..=60000000.
+    #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 0, 60000000>")]
+    pub loss_r_step_us: u64,
     /// Gilbert-Elliott 1-h: loss probability in the bad state. Range: 0..=1.
     #[serde(deserialize_with = "probability")]
     pub loss_in_bad: f64,
@@ -130,6 +136,8 @@ impl LinkParams {
         jitter_dist: JitterDist::Uniform,
         loss_p: 0.0,
         loss_r: 1.0,
+        // The coherence time of a 2.4 GHz channel at walking speed (docs/link-model.md).
+        loss_r_step_us: 50_000,
         loss_in_bad: 1.0,
         loss_in_good: 0.0,
         reorder: 0.0,
@@ -370,6 +378,8 @@ pub struct Link {
     queue: FlightQueue,
     order: u64,
     in_bad_state: bool,
+    /// Send time of the previous packet (the loss chain's clock).
+    last_packet_at: Option<Instant>,
     /// When the rate limiter is next free.
     rate_free_at: Instant,
     /// Last send time given, so rate-limited packets stay in order.
@@ -405,6 +415,7 @@ impl Link {
             queue: FlightQueue::default(),
             order: 0,
             in_bad_state: false,
+            last_packet_at: None,
             rate_free_at: Instant::ZERO,
             last_send_at: Instant::ZERO,
             next_slot_at: None,
@@ -463,10 +474,25 @@ impl Link {
         self.awake_since_tx = Some(now);
     }
 
-    fn gilbert_elliott_loss(&mut self, p: &LinkParams) -> bool {
+    /// The Gilbert-Elliott chain for a packet sent at `now`. Unlike netem's gemodel, which
+    /// moves once per packet, the bad state also ends with time: `n` steps of `loss_r_step_us`
+    /// since the previous packet give `n` chances (one draw, with `1 - (1 - r)^n`), so a
+    /// connection reduced to one retransmission a second is not held in a fade for tens of
+    /// seconds. Packets closer together than one step see netem's chain unchanged.
+    fn gilbert_elliott_loss(&mut self, p: &LinkParams, now: Instant) -> bool {
+        let gap_us = self
+            .last_packet_at
+            .map_or(0, |last| (now - last.min(now)).total_micros());
+        self.last_packet_at = Some(self.last_packet_at.map_or(now, |last| last.max(now)));
         // No draw when the transition cannot happen (ideal links stay cheap).
         if self.in_bad_state {
-            if self.rng.random_bool(p.loss_r.clamp(0.0, 1.0)) {
+            let r = p.loss_r.clamp(0.0, 1.0);
+            let steps = match p.loss_r_step_us {
+                0 => 1.0,
+                step => (gap_us as f64 / step as f64).max(1.0),
+            };
+            let leave = 1.0 - (1.0 - r).powf(steps);
+            if self.rng.random_bool(leave.clamp(0.0, 1.0)) {
                 self.in_bad_state = false;
             }
         } else if p.loss_p > 0.0 && self.rng.random_bool(p.loss_p.clamp(0.0, 1.0)) {
@@ -524,7 +550,7 @@ impl Link {
         if self.healed_from.is_some_and(|h| now > h) {
             self.in_bad_state = false;
         }
-        if self.gilbert_elliott_loss(&p) {
+        if self.gilbert_elliott_loss(&p, now) {
             self.stats.lost += 1;
             return None;
         }
@@ -720,6 +746,48 @@ mod tests {
             "measured {measured}, expected {expected}"
         );
         assert_eq!(got.len() as u64 + stats.lost, 200_000);
+    }
+
+    /// The longest run of consecutive packets lost, for one packet every `gap_us`.
+    fn longest_loss_run(params: LinkParams, gap_us: i64, packets: i64) -> u64 {
+        let mut link = Link::new(params, 11);
+        let (mut run, mut longest) = (0, 0);
+        for i in 0..packets {
+            let lost_before = link.stats().lost;
+            link.enqueue(Instant::from_micros(i * gap_us), vec![0; 40]);
+            run = if link.stats().lost > lost_before {
+                run + 1
+            } else {
+                0
+            };
+            longest = longest.max(run);
+        }
+        longest
+    }
+
+    /// A fade is bounded in time: a connection reduced to one packet a second (a sender
+    /// backing off its retransmissions) leaves the bad state at the next packet, where netem's
+    /// per-packet chain keeps it for as many seconds as it has packets to lose. Dense traffic
+    /// sees netem's chain (`gilbert_elliott_loss_rate_matches_the_model`).
+    #[test]
+    fn a_fade_ends_with_time_when_packets_are_sparse() {
+        let params = LinkParams {
+            loss_p: 0.05,
+            loss_r: 0.5,
+            ..LinkParams::IDEAL
+        };
+        assert_eq!(params.loss_r_step_us, 50_000);
+        assert_eq!(longest_loss_run(params, 1_000_000, 10_000), 1);
+        let netem = LinkParams {
+            loss_r_step_us: 0,
+            ..params
+        };
+        assert!(longest_loss_run(netem, 1_000_000, 10_000) >= 6);
+        // Packets a step apart or closer: the same chain as netem's, draw for draw.
+        assert_eq!(
+            longest_loss_run(params, 50_000, 10_000),
+            longest_loss_run(netem, 50_000, 10_000)
+        );
     }
 
     #[test]
