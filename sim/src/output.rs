@@ -49,8 +49,9 @@ impl std::error::Error for OutputError {}
 enum Pending {
     /// A temporary file beside the destination, renamed over it at the end.
     Temp(NamedTempFile),
-    /// The destination itself: it exists and is not a regular file (`/dev/null`, a pipe), so
-    /// it is written in place; renaming over it would replace the device.
+    /// The destination itself: it exists and is not a regular file (`/dev/null`, a pipe), or
+    /// is reached through `/dev` or `/proc` (`/dev/stdout`), so it is written in place;
+    /// renaming over it would replace the device, or the file the process prints to.
     InPlace(File),
 }
 
@@ -68,22 +69,25 @@ impl OutputFile {
             path: path.into(),
             error,
         };
-        // A symbolic link keeps pointing where it did: its target is replaced.
-        let target = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(create)?,
-            _ => path.to_path_buf(),
-        };
-        let existing = std::fs::metadata(&target).ok();
-        if let Some(m) = existing.as_ref().filter(|m| !m.is_file()) {
+        let existing = std::fs::metadata(path).ok();
+        // `/dev/stdout` may lead to a regular file that is the process's own output: renamed
+        // over, what is printed after would go to a file no longer there.
+        let system = path.starts_with("/dev") || path.starts_with("/proc");
+        if let Some(m) = existing.as_ref().filter(|m| !m.is_file() || system) {
             if m.is_dir() {
                 return Err(create(std::io::Error::other("is a folder")));
             }
-            let file = File::options().write(true).open(&target).map_err(create)?;
+            let file = File::options().write(true).open(path).map_err(create)?;
             return Ok(OutputFile {
                 path: path.into(),
                 pending: Pending::InPlace(file),
             });
         }
+        // A symbolic link keeps pointing where it did: its target is replaced.
+        let target = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(create)?,
+            _ => path.to_path_buf(),
+        };
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -157,6 +161,21 @@ mod tests {
         let missing = dir.path().join("no/such/dir/x");
         let e = OutputFile::create(&missing).unwrap_err().to_string();
         assert!(e.contains("no/such/dir/x"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_keeps_pointing_at_the_file_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, link) = (dir.path().join("file"), dir.path().join("link"));
+        std::fs::write(&file, "old").unwrap();
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        write_file(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
     }
 
     #[cfg(unix)]
