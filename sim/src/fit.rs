@@ -120,14 +120,44 @@ pub struct Point {
     pub values: Vec<String>,
     /// Connections over all seeds.
     pub connections: u64,
+    /// Of those, connections that reached a verdict.
+    pub tested: u64,
     /// Of those, silently lost.
     pub violations: u64,
     /// Loss fraction.
     pub loss: f64,
     /// Its 95% Wilson interval.
     pub interval: (f64, f64),
-    /// The interval overlaps the target band.
+    /// The point can be chosen ([`Point::ineligible`] is `None`) and its interval overlaps
+    /// the target band.
     pub in_region: bool,
+}
+
+/// Why a point's loss fraction says nothing about the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ineligible {
+    /// No connection at the point reached a verdict: its loss of 0 is no measurement.
+    NothingTested,
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ineligible::NothingTested => "nothing tested",
+        })
+    }
+}
+
+impl Point {
+    /// Why this point can be neither in the region nor chosen; `None` if it can. The one test
+    /// of eligibility: the region, the choice, the refinement and the table all ask it.
+    pub fn ineligible(&self) -> Option<Ineligible> {
+        if self.tested == 0 {
+            return Some(Ineligible::NothingTested);
+        }
+        None
+    }
 }
 
 /// What a fit found.
@@ -137,6 +167,15 @@ pub struct Fit {
     pub points: Vec<Point>,
     /// The point in the region nearest the band's middle, if any point's interval overlaps.
     pub chosen: Option<Point>,
+}
+
+impl Fit {
+    /// The points where no connection reached a verdict: a fit with any is no fit (exit 2).
+    pub fn nothing_tested(&self) -> impl Iterator<Item = &Point> {
+        self.points
+            .iter()
+            .filter(|p| p.ineligible() == Some(Ineligible::NothingTested))
+    }
 }
 
 /// Runs the fit: `base` is the sweep (scenario, seeds, changes) without the free parameters.
@@ -221,10 +260,12 @@ fn sort(points: &mut [Point]) {
     });
 }
 
-/// The values between which the loss crosses the band's middle (one parameter).
+/// The values between which the loss crosses the band's middle (one parameter), among the
+/// points that measured something.
 fn bracket(points: &[Point], target: (f64, f64)) -> Option<(f64, f64)> {
     let middle = (target.0 + target.1) / 2.0;
-    points.windows(2).find_map(|w| {
+    let eligible: Vec<&Point> = points.iter().filter(|p| p.ineligible().is_none()).collect();
+    eligible.windows(2).find_map(|w| {
         let crosses = (w[0].loss - middle).signum() != (w[1].loss - middle).signum();
         let (a, b) = (w[0].values[0].parse().ok()?, w[1].values[0].parse().ok()?);
         crosses.then_some((a, b))
@@ -252,53 +293,51 @@ fn measure(
         .into_iter()
         .map(|c| {
             let interval = wilson_95(c.violations, c.connections);
-            Point {
+            let mut point = Point {
                 values: vec![c.value.clone().unwrap_or_default()],
                 connections: c.connections,
+                tested: c.tested,
                 violations: c.violations,
                 loss: c.loss_fraction(),
                 interval,
-                in_region: interval.0 <= target.1 && interval.1 >= target.0,
-            }
+                in_region: false,
+            };
+            point.in_region =
+                point.ineligible().is_none() && interval.0 <= target.1 && interval.1 >= target.0;
+            point
         })
         .collect())
 }
 
 /// Draws the fit: the loss against one parameter with its intervals and the target band, or a
-/// heat map of the loss over two (region cells outlined).
+/// heat map of the loss over two (region cells outlined): the SVG text.
 pub fn plot_svg(
     fit: &Fit,
     free: &[Free],
     target: (f64, f64),
-    out: &std::path::Path,
-) -> Result<(), crate::sweep::PlotError> {
-    let drawn = match free {
-        [one] => plot_curve(fit, one, target, out),
-        [a, b] => plot_heat(fit, a, b, out),
+) -> Result<String, crate::sweep::PlotError> {
+    let mut svg = String::new();
+    match free {
+        [one] => plot_curve(fit, one, target, &mut svg),
+        [a, b] => plot_heat(fit, a, b, &mut svg),
         _ => Err("fit plots one or two parameters".into()),
-    };
-    drawn.map_err(|message| crate::sweep::PlotError::Draw {
-        path: out.into(),
-        message,
-    })
+    }
+    .map_err(crate::sweep::PlotError::Draw)?;
+    Ok(svg)
 }
 
-fn plot_curve(
-    fit: &Fit,
-    free: &Free,
-    target: (f64, f64),
-    out: &std::path::Path,
-) -> Result<(), String> {
+fn plot_curve(fit: &Fit, free: &Free, target: (f64, f64), out: &mut String) -> Result<(), String> {
     use plotters::prelude::*;
     let pts: Vec<(f64, f64, f64, f64)> = fit
         .points
         .iter()
+        .filter(|p| p.ineligible().is_none())
         .filter_map(|p| {
             let x = p.values[0].parse().ok()?;
             Some((x, p.loss, p.interval.0, p.interval.1))
         })
         .collect();
-    let root = SVGBackend::new(out, (900, 540)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -356,7 +395,7 @@ fn plot_curve(
     root.present().map_err(|e| e.to_string())
 }
 
-fn plot_heat(fit: &Fit, a: &Free, b: &Free, out: &std::path::Path) -> Result<(), String> {
+fn plot_heat(fit: &Fit, a: &Free, b: &Free, out: &mut String) -> Result<(), String> {
     use plotters::prelude::*;
     let mut xs: Vec<String> = Vec::new();
     let mut ys: Vec<String> = Vec::new();
@@ -368,7 +407,7 @@ fn plot_heat(fit: &Fit, a: &Free, b: &Free, out: &std::path::Path) -> Result<(),
             ys.push(p.values[1].clone());
         }
     }
-    let root = SVGBackend::new(out, (900, 640)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (900, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -396,11 +435,15 @@ fn plot_heat(fit: &Fit, a: &Free, b: &Free, out: &std::path::Path) -> Result<(),
         ) else {
             continue;
         };
-        let shade = RGBColor(
-            255,
-            (255.0 * (1.0 - p.loss)) as u8,
-            (255.0 * (1.0 - p.loss)) as u8,
-        );
+        // Grey: the point measured nothing (or cannot be chosen), whatever its loss says.
+        let shade = match p.ineligible() {
+            Some(_) => RGBColor(190, 190, 190),
+            None => RGBColor(
+                255,
+                (255.0 * (1.0 - p.loss)) as u8,
+                (255.0 * (1.0 - p.loss)) as u8,
+            ),
+        };
         chart
             .draw_series([Rectangle::new([(i, j), (i + 1, j + 1)], shade.filled())])
             .map_err(|e| e.to_string())?;

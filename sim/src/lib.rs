@@ -13,6 +13,7 @@
 //! - [`oracle`]: the no-silent-loss verdict per connection.
 //! - [`live`]: live mode, the firmware core on a TUN interface on the wall clock (`fwsim serve`).
 //! - [`report`]: human and JSON reports.
+//! - [`output`]: output files written whole or not at all.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -27,6 +28,7 @@ pub mod live;
 mod node;
 mod observer;
 pub mod oracle;
+pub mod output;
 pub mod peer;
 mod phy;
 pub mod report;

@@ -5,7 +5,6 @@
 //! first read, then "freed unread".
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use firmware_core::app::RecordedKind;
 use firmware_core::DeviceEvent;
@@ -169,11 +168,10 @@ fn rows(report: &RunReport, events: &[Observed]) -> Vec<Row> {
 }
 
 /// Draws the timeline of a run whose events were kept.
-pub fn timeline_svg(report: &RunReport, events: &[Observed], out: &Path) -> Result<(), PlotError> {
-    draw(&rows(report, events), report, out).map_err(|message| PlotError::Draw {
-        path: out.into(),
-        message,
-    })
+pub fn timeline_svg(report: &RunReport, events: &[Observed]) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    draw(&rows(report, events), report, &mut svg).map_err(PlotError::Draw)?;
+    Ok(svg)
 }
 
 /// The marks' legend, in its own area beside the chart.
@@ -259,7 +257,7 @@ fn draw_rows(chart: &mut TimelineChart<'_, '_>, rows: &[Row]) -> Result<(), Stri
 /// The earliest time the (logarithmic) axis shows: marks before it are drawn at it.
 const FIRST_MS: f64 = 0.05;
 
-fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
+fn draw(rows: &[Row], report: &RunReport, out: &mut String) -> Result<(), String> {
     let end_ms = rows
         .iter()
         .flat_map(|r| r.marks.iter().map(|m| m.1))
@@ -268,7 +266,7 @@ fn draw(rows: &[Row], report: &RunReport, out: &Path) -> Result<(), String> {
         / 1000.0;
     // Tall enough for the legend too.
     let height = (120 + 22 * rows.len().max(1) as u32).max(280);
-    let root = SVGBackend::new(out, (1150, height)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (1150, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     // The legend beside the chart, where it hides no mark.
     let (root, legend) = root.split_horizontally(990);

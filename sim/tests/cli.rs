@@ -184,8 +184,14 @@ fn unwritable_outputs_are_errors_naming_the_path() {
                 "--pcap",
                 "/dev/full",
             ])),
-            &["pcap", "No space left"],
+            &["/dev/full", "pcap", "No space left"],
         );
+        for flag in ["--trace", "--timeline", "--save-scenario"] {
+            assert_error(
+                &args(&forum_with(&["--set", "peer.0.count=2", flag, "/dev/full"])),
+                &["/dev/full", "No space left"],
+            );
+        }
     }
     let o = fwsim(&[
         "sweep",
@@ -254,57 +260,179 @@ fn the_saved_scenario_reruns_bit_for_bit() {
     assert_ne!(first["trace_hash"], other["trace_hash"]);
 }
 
+/// A repository to keep crashes in: a folder with `fuzz/`.
+fn scratch_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir(repo.path().join("fuzz")).unwrap();
+    repo
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Inputs that do not fail their target, or that it skips, are refused (exit 2) and nothing
+/// is written: corpus files, 1 MiB of random bytes, an empty file, too short, not text.
 #[test]
-fn from_crash_keeps_each_target_where_cargo_test_replays_it() {
+fn from_crash_refuses_inputs_that_do_not_fail() {
     let dir = tempfile::tempdir().unwrap();
+    let repo = scratch_repo();
     let corpus = root().join("fuzz/corpus");
-    for (target, input, kept) in [
+    let random = dir.path().join("random");
+    let mut bytes = Vec::with_capacity(1 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bytes.len() < 1 << 20 {
+        // xorshift: any bytes do, the same each time.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&random, bytes).unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"0123456789").unwrap();
+    let out = dir.path().join("never.toml").display().to_string();
+    for (target, input, needle) in [
         (
             "scenario",
-            "scenario/echo-nc-1",
-            "fuzz/regressions/scenario",
+            corpus.join("scenario/echo-nc-1"),
+            "does not fail",
         ),
+        ("scenario", random.clone(), "does not fail"),
+        ("scenario", empty.clone(), "empty"),
+        ("scenario", short, "10 bytes"),
         (
             "scenario_legacy",
-            "scenario/forum-nc-1",
-            "fuzz/bug-examples/scenario_legacy",
+            corpus.join("scenario_legacy/echo-hold-1"),
+            "does not fail",
         ),
-        ("ingress", "ingress/random-0", "fuzz/regressions/ingress"),
+        ("ingress", corpus.join("ingress/random-0"), "does not fail"),
+        ("ingress", empty.clone(), "empty"),
         (
             "wiring_ops",
-            "wiring_ops/random-0",
-            "fuzz/regressions/wiring_ops",
+            corpus.join("wiring_ops/random-0"),
+            "does not fail",
         ),
+        ("wiring_ops", empty.clone(), "empty"),
         (
             "scenario_file",
-            "scenario_file/forum",
-            "fuzz/regressions/scenario_file",
+            corpus.join("scenario_file/forum"),
+            "does not fail",
         ),
+        ("scenario_file", random.clone(), "UTF-8"),
     ] {
-        let input = corpus.join(input);
-        if !input.exists() {
-            panic!("no corpus input {}", input.display());
-        }
-        let input_arg = input.display().to_string();
-        let mut a = vec!["from-crash", &input_arg, "--target", target];
-        let out = dir
-            .path()
-            .join(format!("{target}.toml"))
-            .display()
-            .to_string();
+        assert!(input.exists(), "no input {}", input.display());
+        let input = input.display().to_string();
+        let repo_arg = repo.path().display().to_string();
+        let mut a = vec![
+            "from-crash",
+            &input,
+            "--target",
+            target,
+            "--repo",
+            &repo_arg,
+        ];
         if target.starts_with("scenario") && target != "scenario_file" {
             a.extend(["--out", &out]);
         }
         let o = fwsim_in(dir.path(), &a);
         let t = text(&o);
-        assert!(matches!(status(&o), 0 | 1), "{target}: {t}");
-        let name = input.file_name().unwrap();
-        assert!(dir.path().join(kept).join(name).exists(), "{target}: {t}");
-        if target == "scenario_legacy" {
-            assert_eq!(status(&o), 1, "the legacy example loses: {t}");
-            assert!(t.contains("example of the field bug"), "{t}");
-        }
+        assert_eq!(status(&o), 2, "{target} {input}: {t}");
+        assert!(t.contains(needle), "{target} {input}: {needle:?} in {t}");
+        assert!(!t.contains("no silent loss"), "{t}");
+        assert!(files_under(repo.path()).is_empty(), "{target}: {t}");
+        assert!(!Path::new(&out).exists(), "{target}: {t}");
+        assert!(!dir.path().join("fuzz").exists(), "{target}: {t}");
     }
+    assert_error(
+        &[
+            "from-crash",
+            &corpus.join("scenario/forum-nc-1").display().to_string(),
+            "--target",
+            "scenario_legacy",
+            "--out",
+            &out,
+            "--repo",
+            &dir.path().display().to_string(),
+        ],
+        &["no fwsim repository", "--repo"],
+    );
+}
+
+/// A crash is kept in the repository (`--repo`, else the one fwsim was built from), not under
+/// the current folder, and its absolute path is printed.
+#[test]
+fn from_crash_keeps_a_crash_in_the_repository() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo = scratch_repo();
+    let out = elsewhere.path().join("legacy.toml").display().to_string();
+    let input = root().join("fuzz/corpus/scenario/forum-nc-1");
+    let input_arg = input.display().to_string();
+    let repo_arg = repo.path().display().to_string();
+    let o = fwsim_in(
+        elsewhere.path(),
+        &[
+            "from-crash",
+            &input_arg,
+            "--target",
+            "scenario_legacy",
+            "--out",
+            &out,
+            "--repo",
+            &repo_arg,
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(status(&o), 1, "the legacy example loses: {t}");
+    assert!(t.contains("example of the field bug"), "{t}");
+    let kept = repo
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("fuzz/bug-examples/scenario_legacy/forum-nc-1");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+    assert!(
+        t.contains(&kept.display().to_string()),
+        "absolute path: {t}"
+    );
+    assert!(Path::new(&out).exists());
+    assert!(!elsewhere.path().join("fuzz").exists(), "{t}");
+    // Without --repo: the repository fwsim was built from. The input is the example already
+    // kept there, so the repository ends as it was.
+    let example = root().join("fuzz/bug-examples/scenario_legacy/forum-nc-1");
+    let before = std::fs::read(&example).unwrap();
+    let example_arg = example.display().to_string();
+    let o = fwsim_in(
+        elsewhere.path(),
+        &[
+            "from-crash",
+            &example_arg,
+            "--target",
+            "scenario_legacy",
+            "--out",
+            &out,
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(status(&o), 1, "{t}");
+    let kept = example.canonicalize().unwrap();
+    assert!(t.contains(&format!("copied to {}", kept.display())), "{t}");
+    assert_eq!(std::fs::read(&example).unwrap(), before);
+    assert!(!elsewhere.path().join("fuzz").exists(), "{t}");
 }
 
 #[test]
@@ -472,6 +600,51 @@ fn shrink_finds_one_connection_that_still_loses() {
     );
 }
 
+/// A shrink that finds nothing neither creates `--out` nor empties it, and leaves no
+/// temporary file; a fit that fails leaves an existing plot as it was.
+#[test]
+fn failed_commands_leave_output_files_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept.toml");
+    std::fs::write(&kept, "# mine\n").unwrap();
+    let fresh = dir.path().join("fresh.toml");
+    for out in [&kept, &fresh] {
+        let out_arg = out.display().to_string();
+        let shrink = [
+            "shrink",
+            &scenario("forum"),
+            "--policy",
+            "fixed",
+            "--set",
+            "peer.0.count=3",
+            "--out",
+            &out_arg,
+        ];
+        assert_error(&shrink, &["nothing to shrink"]);
+    }
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "# mine\n");
+    assert!(!fresh.exists());
+    let plot = dir.path().join("fit.svg");
+    std::fs::write(&plot, "<svg/>").unwrap();
+    let plot_arg = plot.display().to_string();
+    assert_error(
+        &[
+            "fit",
+            &scenario("forum"),
+            "--target",
+            "loss_fraction=0.4..0.5",
+            "--free",
+            "device.bogus=1..2",
+            "--plot",
+            &plot_arg,
+        ],
+        &["bogus"],
+    );
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), "<svg/>");
+    let left: Vec<PathBuf> = files_under(dir.path());
+    assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+}
+
 #[test]
 fn fit_finds_the_region_and_says_why_when_it_cannot() {
     let forum = scenario("forum");
@@ -552,6 +725,131 @@ fn fit_finds_the_region_and_says_why_when_it_cannot() {
             text(&o)
         );
     }
+}
+
+/// A point where nothing was tested is shown as such, never in the region, never chosen, and
+/// the fit exits 2, whether no point or some points tested something.
+#[test]
+fn fit_points_that_tested_nothing_fail_the_fit() {
+    let fit = |extra: &[&str]| {
+        let mut a = vec![
+            "fit",
+            "--policy",
+            "legacy",
+            "--seeds",
+            "3",
+            "--points",
+            "3",
+            "--refine",
+            "1",
+            "--target",
+            "loss_fraction=0..1",
+            "--set",
+            "peer.0.count=4",
+        ];
+        let forum = scenario("forum");
+        a.insert(1, &forum);
+        a.extend(extra);
+        fwsim(&a)
+    };
+    let o = fit(&[
+        "--free",
+        "device.worker_delay_max_us=100..10000",
+        "--set",
+        "max_duration_ms=50",
+    ]);
+    let t = text(&o);
+    assert_eq!(status(&o), 2, "{t}");
+    assert!(t.contains("nothing tested"), "{t}");
+    assert!(t.contains("3 of 3 points tested nothing"), "{t}");
+    assert!(!t.contains("in region") && !t.contains("chosen"), "{t}");
+    let o = fit(&["--free", "max_duration_ms=50..20000", "--json"]);
+    assert_eq!(status(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("1 of 3 points tested nothing"),
+        "{}",
+        text(&o)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let points = out["fit"]["points"].as_array().unwrap();
+    let untested: Vec<&serde_json::Value> = points.iter().filter(|p| p["tested"] == 0).collect();
+    assert_eq!(untested.len(), 1, "{points:?}");
+    assert_eq!(untested[0]["values"][0], "50");
+    assert_eq!(untested[0]["in_region"], false);
+    assert!(
+        out["fit"]["chosen"]["tested"].as_u64().unwrap() > 0,
+        "{out}"
+    );
+}
+
+/// Shards of one scenario path whose file was edited between them do not merge; shards of
+/// the same content at other paths do.
+#[test]
+fn merge_refuses_shards_of_an_edited_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(scenario("forum")).unwrap();
+    assert!(original.contains("count = 30\n"));
+    let file = dir.path().join("forum.toml");
+    let shard = |k: usize, scenario: &Path| {
+        let out = dir.path().join(format!("shard-{k}.json"));
+        let (scenario, out_arg) = (scenario.display().to_string(), out.display().to_string());
+        let shard = format!("{k}/2");
+        let o = fwsim(&[
+            "sweep", &scenario, "--seeds", "2", "--policy", "fixed", "--shard", &shard, "--out",
+            &out_arg,
+        ]);
+        assert_eq!(status(&o), 0, "{}", text(&o));
+        out_arg
+    };
+    std::fs::write(&file, &original).unwrap();
+    let first = shard(1, &file);
+    std::fs::write(&file, original.replace("count = 30\n", "count = 5\n")).unwrap();
+    let edited = shard(2, &file);
+    assert_error(
+        &["merge", &first, &edited],
+        &[&first, &edited, "peer[0].count is 30", "5 in"],
+    );
+    let moved = dir.path().join("moved.toml");
+    std::fs::write(&moved, &original).unwrap();
+    let second = shard(2, &moved);
+    let o = fwsim(&["merge", &first, &second]);
+    assert_eq!(
+        status(&o),
+        0,
+        "the same content elsewhere merges: {}",
+        text(&o)
+    );
+}
+
+/// A number beyond TOML's integers, or written as a float, is told the field's range.
+#[test]
+fn numbers_beyond_toml_integers_are_told_the_field_range() {
+    for value in ["10000000000000000000", "1e19", "-10000000000000000000"] {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            format!(
+                "name = \"t\"\nmax_duration_ms = {value}\n[device]\napp = \"forum\"\n[[peer]]\n"
+            ),
+        )
+        .unwrap();
+        let path = file.path().display().to_string();
+        let o = fwsim(&["run", &path]);
+        let t = text(&o);
+        assert_eq!(status(&o), 2, "{t}");
+        assert!(
+            t.contains(&format!("{path}:2:")) && t.contains("expected 1..=86400000"),
+            "{value}: {t}"
+        );
+        assert!(!t.contains("9223372036854775807"), "{value}: {t}");
+    }
+    assert_error(
+        &args(&forum_with(&[
+            "--set",
+            "peer.0.stream_bytes=18446744073709551615",
+        ])),
+        &["18446744073709551615 is out of range: expected 0..=1099511627776"],
+    );
 }
 
 /// Counts a user types are checked: out of range is exit 2 naming the flag, never clamped.

@@ -223,13 +223,21 @@ pub fn run_input(
     }
 }
 
-/// Why a fuzz input is not a scenario, or could not be kept.
+/// Why a fuzz input is no crash of its target, or could not be kept.
 #[derive(Debug)]
 pub enum CrashError {
+    /// The input is empty: every target does nothing with it.
+    Empty,
     /// Shorter than [`MIN_SCENARIO_INPUT`].
     TooShort(usize),
     /// `arbitrary` could not decode it.
     Undecodable(arbitrary::Error),
+    /// Not UTF-8 text, which `scenario_file` skips.
+    NotText,
+    /// The input goes through the target without failing: it is no crash.
+    Passes(CrashTarget),
+    /// This build lacks the target (sim's `testkit` feature is off).
+    Unavailable(CrashTarget),
     /// Reading or writing a file failed.
     Io {
         /// The file.
@@ -237,6 +245,8 @@ pub enum CrashError {
         /// Why.
         error: std::io::Error,
     },
+    /// Writing an output file failed.
+    Output(crate::output::OutputError),
 }
 
 impl std::fmt::Display for CrashError {
@@ -249,7 +259,22 @@ impl std::fmt::Display for CrashError {
                 )
             }
             CrashError::Undecodable(e) => write!(f, "input does not decode: {e}"),
+            CrashError::Empty => f.write_str("input is empty: no target does anything with it"),
+            CrashError::NotText => f.write_str("input is not UTF-8 text: scenario_file skips it"),
+            CrashError::Passes(t) => write!(
+                f,
+                "input does not fail the `{}` target ({}): nothing to keep",
+                t.name(),
+                t.failure()
+            ),
+            CrashError::Unavailable(t) => write!(
+                f,
+                "this fwsim was built without the testkit feature, so it cannot run the `{}` \
+                 target: build it with `--features testkit`",
+                t.name()
+            ),
             CrashError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            CrashError::Output(e) => e.fmt(f),
         }
     }
 }
@@ -429,39 +454,96 @@ impl CrashTarget {
         }
     }
 
-    /// Copies `input` into this target's folder under `root`; returns where it went.
-    pub fn keep(self, input: &Path, root: &Path) -> Result<PathBuf, CrashError> {
+    /// What makes the target fail, for messages.
+    pub fn failure(self) -> &'static str {
+        match self {
+            CrashTarget::Scenario => "a silent loss under the fixed rules",
+            CrashTarget::ScenarioLegacy => "a silent loss under the legacy rules",
+            CrashTarget::Ingress => "a device panic",
+            CrashTarget::WiringOps => "bytes read out of order, or a panic",
+            CrashTarget::ScenarioFile => "a panic of the loader or a run",
+        }
+    }
+
+    /// The target's body, as the fuzzer calls it; `None` if this build lacks it.
+    fn body(self) -> Option<fn(&[u8])> {
+        match self {
+            CrashTarget::Scenario => Some(scenario),
+            CrashTarget::ScenarioLegacy => Some(scenario_legacy),
+            CrashTarget::ScenarioFile => Some(scenario_file),
+            #[cfg(feature = "testkit")]
+            CrashTarget::Ingress => Some(ingress),
+            #[cfg(feature = "testkit")]
+            CrashTarget::WiringOps => Some(wiring_ops),
+            #[cfg(not(feature = "testkit"))]
+            CrashTarget::Ingress | CrashTarget::WiringOps => None,
+        }
+    }
+
+    /// Checks that `data` is an input the target acts on (it skips the others unseen).
+    fn accepts(self, data: &[u8]) -> Result<(), CrashError> {
+        if data.is_empty() {
+            return Err(CrashError::Empty);
+        }
+        match self {
+            CrashTarget::Scenario | CrashTarget::ScenarioLegacy => {
+                input_to_toml(data, self.policy().unwrap_or("fixed")).map(drop)
+            }
+            CrashTarget::ScenarioFile => std::str::from_utf8(data)
+                .map(drop)
+                .map_err(|_| CrashError::NotText),
+            CrashTarget::Ingress | CrashTarget::WiringOps => Ok(()),
+        }
+    }
+
+    /// Runs `data` through the target as the fuzzer did: the first line of its failure (the
+    /// panic message), or why `data` is no crash of it. The panic still reaches the panic
+    /// hook, which prints it unless the caller quietened it.
+    pub fn reproduce(self, data: &[u8]) -> Result<String, CrashError> {
+        self.accepts(data)?;
+        let body = self.body().ok_or(CrashError::Unavailable(self))?;
+        let payload = match std::panic::catch_unwind(|| body(data)) {
+            Ok(()) => return Err(CrashError::Passes(self)),
+            Err(payload) => payload,
+        };
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        Ok(message.lines().next().unwrap_or_default().to_string())
+    }
+
+    /// Writes `data` (the input called `name`) into this target's folder under `root`, whole
+    /// or not at all; returns where it went.
+    pub fn keep(
+        self,
+        name: &std::ffi::OsStr,
+        data: &[u8],
+        root: &Path,
+    ) -> Result<PathBuf, CrashError> {
         let dir = root.join(self.folder());
-        let name = input.file_name().ok_or_else(|| {
-            io(input)(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a file",
-            ))
-        })?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let to = dir.join(name);
-        std::fs::copy(input, &to).map_err(io(&to))?;
+        crate::output::write_file(&to, data).map_err(CrashError::Output)?;
         Ok(to)
     }
 }
 
-/// Writes the scenario file a scenario target's input stands for, with a header naming it.
-pub fn write_crash_scenario(
+/// The scenario file a scenario target's input stands for, with a header naming the target,
+/// the input and the command that replays `out` (where it will be written).
+pub fn crash_scenario(
     data: &[u8],
-    policy: &str,
     target: CrashTarget,
     input: &Path,
     out: &Path,
-) -> Result<(), CrashError> {
-    let toml = input_to_toml(data, policy)?;
+) -> Result<String, CrashError> {
+    let toml = input_to_toml(data, target.policy().unwrap_or("fixed"))?;
     let header = format!(
         "# From fuzz target `{}`, input {}.\n# Replay: fwsim run {}\n",
         target.name(),
         input.display(),
         out.display()
     );
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    std::fs::write(out, header + &toml).map_err(io(out))
+    Ok(header + &toml)
 }

@@ -31,14 +31,23 @@ pub fn parse(origin: &str, text: &str, sets: &[Set]) -> Result<Scenario, Scenari
         position: e.span().map(|s| line_col(text, s.start)),
         message: e.message().trim().into(),
     })?;
+    let mut lifted = Lifted::default();
+    let doc = to_table(root.get_ref(), "", &mut lifted);
+    let mut seed = lifted.seed;
+    // (`seed` is read as a u64 below, never through the document.)
+    for set in sets.iter().filter(|s| s.key != "seed") {
+        if let Some(limit) = set.beyond_i64() {
+            lifted.clamped.push((set.path(), set.value.clone(), limit));
+        }
+    }
     let source = Source {
         origin,
         text,
         root: root.get_ref(),
         sets,
+        clamped: &lifted.clamped,
     };
-    let mut seed = None;
-    let mut doc = to_table(root.get_ref(), "", &mut seed).map_err(|(p, m)| source.error(&p, m))?;
+    let mut doc = doc.map_err(|(p, m)| source.error(&p, m))?;
     // A preset starts the link over, before the other changes apply to it.
     let presets = sets.iter().filter(|s| s.key == "link.preset");
     for set in presets.chain(sets.iter().filter(|s| s.key != "link.preset")) {
@@ -66,8 +75,28 @@ pub fn parse(origin: &str, text: &str, sets: &[Set]) -> Result<Scenario, Scenari
     if let Some(invalid) = scenario.invalid() {
         return Err(source.error(&invalid.path, invalid.message));
     }
+    // A field without a range of its own took i64's limit: TOML's is the one to quote.
+    if let Some((path, written, limit)) = lifted.clamped.first() {
+        let side = if *limit < 0 { "smallest" } else { "largest" };
+        return Err(source.error(
+            path,
+            format!("{written} is out of range: the {side} value is {limit}"),
+        ));
+    }
     Ok(scenario)
 }
+
+/// What the file holds beyond a TOML document: the top-level `seed` (a u64 may exceed TOML's
+/// i64), and each whole number beyond i64 with its path and as written, which stands in the
+/// document at i64's limit on its side so that the field's own range check speaks.
+#[derive(Default)]
+struct Lifted {
+    seed: Option<u64>,
+    clamped: Vec<Clamped>,
+}
+
+/// A number beyond i64: its path, the number as written, and the limit that stands for it.
+type Clamped = (String, String, i64);
 
 /// Where a scenario's values came from, for errors.
 struct Source<'a> {
@@ -75,6 +104,7 @@ struct Source<'a> {
     text: &'a str,
     root: &'a DeTable<'a>,
     sets: &'a [Set],
+    clamped: &'a [Clamped],
 }
 
 impl Source<'_> {
@@ -89,15 +119,29 @@ impl Source<'_> {
     /// An error about the field at `path`: blamed on the last change that set it, else on the
     /// place in the file that holds it (or its nearest table).
     fn error(&self, path: &str, message: String) -> ScenarioError {
+        // `link.uplink.X` may come from a shared `link.X`.
+        let shared =
+            path.replacen("link.uplink.", "link.", 1)
+                .replacen("link.downlink.", "link.", 1);
+        // The number as written, not the limit that stood for it.
+        let message = match self
+            .clamped
+            .iter()
+            .rev()
+            .find(|c| c.0 == path || c.0 == shared)
+        {
+            // As an integer, or as a float field read it.
+            Some((_, written, limit)) => [limit.to_string(), (*limit as f64).to_string()]
+                .iter()
+                .find(|shown| message.contains(shown.as_str()))
+                .map_or(message.clone(), |shown| message.replacen(shown, written, 1)),
+            None => message,
+        };
         let message = if path.is_empty() || path == "." {
             message
         } else {
             format!("{path}: {message}")
         };
-        // `link.uplink.X` may come from a shared `link.X`.
-        let shared =
-            path.replacen("link.uplink.", "link.", 1)
-                .replacen("link.downlink.", "link.", 1);
         let covers = |set: &Set| {
             let s = set.path();
             let under = |a: &str, b: &str| {
@@ -179,11 +223,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 type PathError = (String, String);
 
-/// The file as a document; the top-level `seed` goes to `seed` (a u64 beyond TOML's i64).
+/// The file as a document; the top-level `seed` and numbers beyond i64 go to `lifted`.
 fn to_table(
     table: &DeTable<'_>,
     path: &str,
-    seed: &mut Option<u64>,
+    lifted: &mut Lifted,
 ) -> Result<toml::Table, PathError> {
     let mut out = toml::Table::new();
     for (key, value) in table.iter() {
@@ -201,11 +245,11 @@ fn to_table(
                         format!("{i}: expected 0..=18446744073709551615"),
                     )
                 })?;
-                *seed = Some(parsed);
+                lifted.seed = Some(parsed);
                 continue;
             }
         }
-        out.insert(key, to_value(value.get_ref(), &here, seed)?);
+        out.insert(key, to_value(value.get_ref(), &here, lifted)?);
     }
     Ok(out)
 }
@@ -213,30 +257,37 @@ fn to_table(
 fn to_value(
     value: &DeValue<'_>,
     path: &str,
-    seed: &mut Option<u64>,
+    lifted: &mut Lifted,
 ) -> Result<toml::Value, PathError> {
-    let too_big = |v: &dyn std::fmt::Display| {
-        (
-            path.to_string(),
-            format!("{v} is out of range: the largest value is {}", i64::MAX),
-        )
-    };
     Ok(match value {
         DeValue::String(s) => toml::Value::String(s.to_string()),
         DeValue::Integer(i) => toml::Value::Integer(
-            i64::from_str_radix(i.as_str(), i.radix()).map_err(|_| too_big(i))?,
+            i64::from_str_radix(i.as_str(), i.radix()).unwrap_or_else(|_| {
+                // Valid TOML digits that do not fit: beyond i64 on the sign's side.
+                let limit = if i.as_str().starts_with('-') {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                };
+                lifted.clamped.push((path.into(), i.to_string(), limit));
+                limit
+            }),
         ),
-        DeValue::Float(f) => toml::Value::Float(f.as_str().parse().map_err(|_| too_big(f))?),
+        DeValue::Float(f) => toml::Value::Float(
+            f.as_str()
+                .parse()
+                .map_err(|_| (path.to_string(), format!("{f} is not a number")))?,
+        ),
         DeValue::Boolean(b) => toml::Value::Boolean(*b),
         DeValue::Datetime(d) => toml::Value::Datetime(*d),
         DeValue::Array(a) => {
             let mut out = Vec::with_capacity(a.len());
             for (i, v) in a.iter().enumerate() {
-                out.push(to_value(v.get_ref(), &format!("{path}[{i}]"), seed)?);
+                out.push(to_value(v.get_ref(), &format!("{path}[{i}]"), lifted)?);
             }
             toml::Value::Array(out)
         }
-        DeValue::Table(t) => toml::Value::Table(to_table(t, path, seed)?),
+        DeValue::Table(t) => toml::Value::Table(to_table(t, path, lifted)?),
     })
 }
 

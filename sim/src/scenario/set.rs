@@ -108,20 +108,28 @@ impl Set {
         {
             return Ok(value);
         }
-        // A number TOML cannot hold (beyond i64) is an error, not a string.
-        let digits = v.strip_prefix(['-', '+']).unwrap_or(v).replace('_', "");
-        let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-        if all_digits
-            && digits
-                .parse::<u128>()
-                .map_or(true, |n| n > i64::MAX as u128)
-        {
-            return Err(format!(
-                "{v} is out of range: the largest value is {}",
-                i64::MAX
-            ));
+        // A number TOML cannot hold (beyond i64) is a number, not a string: see `beyond_i64`.
+        if let Some(limit) = self.beyond_i64() {
+            return Ok(toml::Value::Integer(limit));
         }
         Ok(toml::Value::String(v.clone()))
+    }
+
+    /// For a whole number beyond TOML's i64: the limit on its side, which stands for it in
+    /// the document so that the field's own range check speaks (the loader puts the written
+    /// number back in the message). `None` for any other value.
+    pub(crate) fn beyond_i64(&self) -> Option<i64> {
+        let v = &self.value;
+        let digits = v.strip_prefix(['-', '+']).unwrap_or(v).replace('_', "");
+        let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        let beyond = digits
+            .parse::<u128>()
+            .map_or(true, |n| n > i64::MAX as u128);
+        (all_digits && beyond).then_some(if v.starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
     }
 }
 
@@ -219,7 +227,10 @@ mod tests {
         let bad = Set::parse(SetFlag::Set, "peer.3.count=1").unwrap();
         assert!(apply(&mut doc, &bad).unwrap_err().contains("1 entries"));
         let huge = Set::parse(SetFlag::Set, "drain_ms=18446744073709551615").unwrap();
-        assert!(apply(&mut doc, &huge).unwrap_err().contains("out of range"));
+        assert_eq!(huge.beyond_i64(), Some(i64::MAX));
+        apply(&mut doc, &huge).unwrap();
+        assert_eq!(doc["drain_ms"].as_integer(), Some(i64::MAX));
+        assert_eq!(s.beyond_i64(), None);
         let inj = Set::flag(SetFlag::Inject, "syn-burst");
         apply(&mut doc, &inj).unwrap();
         assert_eq!(doc["inject"][0].as_str(), Some("syn-burst"));

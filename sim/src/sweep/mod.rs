@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::scenario::{Set, SetFlag};
 use crate::{Error, Sim};
@@ -250,6 +251,38 @@ impl Sweep {
     /// Jobs in the whole sweep.
     pub fn jobs(&self) -> u64 {
         (self.sims.len() * self.spec.seeds.len()) as u64
+    }
+
+    /// What shard `shard` writes for [`merge`], with its `results`: the sweep, and the
+    /// scenario it ran (the first cell's, and a digest of every cell's), so that shards of an
+    /// edited scenario do not merge.
+    pub fn shard_file(&self, shard: Shard, results: Vec<RunResult>) -> ShardFile {
+        // Each run takes its seed from the sweep, so the file's seed is no part of it.
+        let resolved = |sim: &Sim| {
+            let mut scenario = sim.scenario().clone();
+            scenario.seed = 0;
+            scenario.to_toml()
+        };
+        let mut digest = Sha256::new();
+        for sim in &self.sims {
+            let toml = resolved(sim);
+            // Length first, so no two lists of cells hash alike.
+            digest.update((toml.len() as u64).to_le_bytes());
+            digest.update(toml.as_bytes());
+        }
+        let scenarios_sha256 = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ShardFile {
+            spec: self.spec.clone(),
+            scenario: self.sims.first().map(resolved).unwrap_or_default(),
+            scenarios_sha256,
+            jobs: self.jobs(),
+            shard,
+            results,
+        }
     }
 
     /// Runs the jobs of `shard` (all of them with `None`) on `threads` threads; `progress` is

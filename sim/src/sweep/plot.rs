@@ -1,7 +1,5 @@
 //! The sweep's plot: loss against the varied field, one line per policy x preset, as SVG.
 
-use std::path::Path;
-
 use super::Cell;
 
 /// Why a plot could not be drawn.
@@ -9,35 +7,29 @@ use super::Cell;
 pub enum PlotError {
     /// The sweep varied nothing: there is no axis.
     NoVary,
-    /// Drawing or writing the file failed.
-    Draw {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What the drawing backend said.
-        message: String,
-    },
+    /// Drawing failed: what the drawing backend said.
+    Draw(String),
 }
 
 impl std::fmt::Display for PlotError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PlotError::NoVary => f.write_str("--plot draws loss against --vary values"),
-            PlotError::Draw { path, message } => write!(f, "{}: {message}", path.display()),
+            PlotError::Draw(message) => write!(f, "cannot draw the plot: {message}"),
         }
     }
 }
 
 impl std::error::Error for PlotError {}
 
-/// Draws loss fraction against the varied value, one line per policy x preset, as SVG.
-pub fn plot_svg(cells: &[Cell], key: &str, out: &Path) -> Result<(), PlotError> {
+/// Draws loss fraction against the varied value, one line per policy x preset: the SVG text.
+pub fn plot_svg(cells: &[Cell], key: &str) -> Result<String, PlotError> {
     if cells.iter().all(|c| c.value.is_none()) {
         return Err(PlotError::NoVary);
     }
-    plot(cells, key, out).map_err(|message| PlotError::Draw {
-        path: out.into(),
-        message,
-    })
+    let mut svg = String::new();
+    plot(cells, key, &mut svg).map_err(PlotError::Draw)?;
+    Ok(svg)
 }
 
 /// The varied values of the cells, in first-seen order (the x axis).
@@ -88,13 +80,13 @@ fn series_points(
 }
 
 /// Draws one line per `(policy, preset)` of the loss share over the varied values.
-fn plot(cells: &[Cell], key: &str, out: &Path) -> Result<(), String> {
+fn plot(cells: &[Cell], key: &str, out: &mut String) -> Result<(), String> {
     use plotters::prelude::*;
     let values = varied_values(cells);
     if values.is_empty() {
         return Err("--plot needs --vary".into());
     }
-    let root = SVGBackend::new(out, (900, 540)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(

@@ -7,7 +7,7 @@ use sim::fit::{parse_target, Fit, Free};
 use sim::scenario::SetFlag;
 use sim::sweep::SweepSpec;
 
-use crate::{create, fail, FitArgs};
+use crate::{fail, write_drawing, FitArgs};
 
 pub(crate) fn fit(args: FitArgs) -> ExitCode {
     let target = match parse_target(&args.target) {
@@ -25,11 +25,10 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Some(plot) = &args.plot {
-        if let Err(e) = create(plot) {
-            return fail(e);
-        }
-    }
+    let plot = match crate::output(args.plot.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let threads = crate::threads(args.jobs);
     let result = sim::fit::fit(
         &spec,
@@ -41,13 +40,7 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
     );
     let result = match result {
         Ok(r) => r,
-        Err(e) => {
-            // Nothing half-written: the plot file made to check the path goes again.
-            if let Some(plot) = &args.plot {
-                let _ = std::fs::remove_file(plot);
-            }
-            return fail(format!("--free: {e}"));
-        }
+        Err(e) => return fail(format!("--free: {e}")),
     };
     if args.json {
         println!(
@@ -57,11 +50,23 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
     } else {
         print!("{}", table(&result, &free, target, &spec));
     }
-    if let Some(plot) = &args.plot {
-        if let Err(e) = sim::fit::plot_svg(&result, &free, target, plot) {
-            return fail(format!("plot: {e}"));
+    if let Some(plot) = plot {
+        if let Err(e) = write_drawing(plot, sim::fit::plot_svg(&result, &free, target), "plot") {
+            return fail(e);
         }
-        eprintln!("plot written to {}", plot.display());
+    }
+    let untested: Vec<String> = result
+        .nothing_tested()
+        .map(|p| p.values.join(" x "))
+        .collect();
+    if !untested.is_empty() {
+        return fail(format!(
+            "{} of {} points tested nothing (no connection reached a verdict): {}; a fit \
+             needs a measurement at every point: narrow the ranges, or raise max_duration_ms",
+            untested.len(),
+            result.points.len(),
+            untested.join(", ")
+        ));
     }
     if result.chosen.is_none() {
         return fail(format!(
@@ -109,7 +114,11 @@ fn table(fit: &Fit, free: &[Free], target: (f64, f64), spec: &SweepSpec) -> Stri
             p.violations,
             p.loss,
             format!("{:.3}-{:.3}", p.interval.0, p.interval.1),
-            if p.in_region { "in region" } else { "" }
+            match p.ineligible() {
+                Some(why) => why.to_string(),
+                None if p.in_region => "in region".into(),
+                None => String::new(),
+            }
         );
     }
     let region: Vec<String> = fit

@@ -1,12 +1,12 @@
 //! `fwsim`: run firmware TCP scenarios in simulated time and report silent loss.
 
-use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use sim::fuzz::CrashTarget;
+use sim::output::OutputFile;
 use sim::scenario::{Set, SetFlag};
 use sim::Sim;
 use tracing_subscriber::EnvFilter;
@@ -24,8 +24,10 @@ mod sweep;
 /// acknowledged bytes never reached the application ("silent loss").
 ///
 /// Exit status: 0 connections were tested and none was lost silently; 1 silent loss found;
-/// 2 usage or input error, or the run (or sweep) tested nothing: no connection reached a
-/// verdict. Set RUST_LOG=fwsim=debug for a trace of every event.
+/// 2 usage or input error, or the run (or sweep, or a point of a fit) tested nothing: no
+/// connection reached a verdict. Output files other than --pcap are written whole or not at
+/// all: a failed command leaves none half-written. Set RUST_LOG=fwsim=debug for a trace of
+/// every event.
 #[derive(Parser)]
 #[command(
     name = "fwsim",
@@ -95,6 +97,11 @@ enum Command {
     Sweep(SweepArgs),
     /// Merge the shard files of one sweep into the table (or JSON) the whole sweep gives.
     ///
+    /// Each shard carries the scenario it ran, resolved (every default and change applied):
+    /// shards of different scenarios (a file edited between them) are refused with exit 2,
+    /// naming both files and the first field that differs. The path may differ between
+    /// machines.
+    ///
     /// Example (two machines, then one merge):
     ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 1/2 --out shard-1.json
     ///   fwsim sweep scenarios/forum.toml --seeds 1000 --shard 2/2 --out shard-2.json
@@ -106,6 +113,9 @@ enum Command {
     /// the target; prints the region whose 95% interval overlaps the target and the point
     /// nearest its middle, with the command that reproduces it.
     ///
+    /// A point where no connection reached a verdict shows "nothing tested", is never in the
+    /// region nor chosen, and makes the fit exit 2.
+    ///
     /// Example:
     ///   fwsim fit scenarios/forum.toml --policy legacy --target loss_fraction=0.40..0.50 \
     ///       --free device.worker_delay_max_us=100..10000 --seeds 50 --plot fit.svg
@@ -113,6 +123,9 @@ enum Command {
     Fit(FitArgs),
     /// Shrink a failing run: the smallest scenario (fewer workloads, connections, bytes,
     /// faults, injectors) in which a connection still fails the same way, with the same seed.
+    ///
+    /// --out is written only when a smaller failing scenario is found; a run that loses
+    /// nothing exits 2 and leaves --out as it was.
     ///
     /// Example:
     ///   fwsim shrink scenarios/forum.toml --policy legacy --out forum-min.toml
@@ -134,27 +147,43 @@ enum Command {
     /// Keep a fuzz crash: the input becomes a regression that `cargo test` replays (it passes
     /// once the bug is fixed); for the scenario targets, also a scenario file, which is run.
     ///
+    /// The input is first run through its target as the fuzzer did: one that does not fail it
+    /// (or that the target skips: an empty file, a scenario input under 16 bytes, text that is
+    /// not UTF-8 for scenario_file) is refused with exit 2, and nothing is written.
+    ///
     /// scenario: copied to fuzz/regressions/scenario/; scenario_legacy (a crash there is the
     /// field bug, found): copied to fuzz/bug-examples/scenario_legacy/, replayed as an example
     /// that must lose under legacy and not under fixed; ingress, wiring_ops, scenario_file:
-    /// copied to fuzz/regressions/TARGET/.
+    /// copied to fuzz/regressions/TARGET/. Those folders are in the repository fwsim was built
+    /// from (or --repo DIR), wherever it runs; the copy's absolute path is printed.
+    ///
+    /// Exit status: the scenario's run for the scenario targets (1: it still loses), else 0;
+    /// 2 if the input is no crash of the target or a file cannot be written.
     ///
     /// Example:
     ///   fwsim from-crash fuzz/artifacts/scenario/crash-1a2b... --out scenarios/regressions/r1.toml
     #[command(verbatim_doc_comment)]
-    FromCrash {
-        /// The input file libFuzzer wrote (crash-*, or any corpus file).
-        input: PathBuf,
-        /// The target that crashed.
-        #[arg(long, default_value = "scenario", value_parser = CrashTarget::NAMES)]
-        target: String,
-        /// Where to write the scenario file (scenario targets).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Do not copy the input into the repository.
-        #[arg(long)]
-        no_regression: bool,
-    },
+    FromCrash(FromCrashArgs),
+}
+
+/// Arguments of `fwsim from-crash`.
+#[derive(Args)]
+struct FromCrashArgs {
+    /// The input file libFuzzer wrote (crash-*, or any corpus file).
+    input: PathBuf,
+    /// The target that crashed.
+    #[arg(long, default_value = "scenario", value_parser = CrashTarget::NAMES)]
+    target: String,
+    /// Where to write the scenario file (scenario targets only).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The repository to keep the input in (it holds fuzz/). Default: the one this fwsim was
+    /// built from.
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// Do not copy the input into the repository.
+    #[arg(long, conflicts_with = "repo")]
+    no_regression: bool,
 }
 
 /// Which run: the scenario, its seed and changes (`run` and `shrink`).
@@ -219,7 +248,7 @@ impl Which {
 struct ShrinkArgs {
     #[command(flatten)]
     which: Which,
-    /// Where to write the smallest scenario that still fails.
+    /// Where to write the smallest scenario that still fails (only if one is found).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Give up after this many runs (1..=100000).
@@ -290,7 +319,7 @@ struct SweepArgs {
     /// `fwsim merge`: split one sweep across machines.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
-    /// Where a shard writes its results (with --shard).
+    /// Where a shard writes its results and the resolved scenario (with --shard).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -366,9 +395,25 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Creates (truncates) an output file now, so a bad path fails before any work.
-fn create(path: &Path) -> Result<File, String> {
-    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+/// Prepares an output file now, so a bad path fails before any work; `path` itself changes
+/// only when the content is complete (`OutputFile::write`), never to an empty or partial file.
+fn output(path: Option<&Path>) -> Result<Option<OutputFile>, String> {
+    path.map(OutputFile::create)
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
+/// Writes a drawing (`what`: "plot", "timeline") to its prepared file and says so.
+fn write_drawing(
+    file: OutputFile,
+    svg: Result<String, sim::sweep::PlotError>,
+    what: &str,
+) -> Result<(), String> {
+    let path = file.path().to_path_buf();
+    let svg = svg.map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    file.write(svg.as_bytes()).map_err(|e| e.to_string())?;
+    eprintln!("{what} written to {}", path.display());
+    Ok(())
 }
 
 /// The names `--inject` accepts.
@@ -392,11 +437,6 @@ fn main() -> ExitCode {
         Command::Shrink(args) => run::shrink(args),
         Command::Fit(args) => fit::fit(args),
         Command::Serve(args) => serve::serve(args),
-        Command::FromCrash {
-            input,
-            target,
-            out,
-            no_regression,
-        } => crash::from_crash(input, &target, out, no_regression),
+        Command::FromCrash(args) => crash::from_crash(args),
     }
 }

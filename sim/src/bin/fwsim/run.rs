@@ -1,11 +1,13 @@
 //! `fwsim run` and `fwsim shrink`.
 
+use std::fs::File;
 use std::io::BufWriter;
 use std::process::ExitCode;
 
-use sim::{report, RunOptions, Sim};
+use sim::output::OutputFile;
+use sim::{report, Error, RunError, RunOptions, Sim};
 
-use crate::{create, fail, RunArgs, ShrinkArgs};
+use crate::{fail, output, write_drawing, RunArgs, ShrinkArgs};
 
 pub(crate) fn run(args: RunArgs) -> ExitCode {
     let sim = match args.which.sim() {
@@ -17,45 +19,51 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         keep_events: args.timeline.is_some(),
         ..RunOptions::default()
     };
-    if let Some(file) = &args.timeline {
-        if let Err(e) = create(file) {
-            return fail(e);
-        }
-    }
+    // Every path checked before the run; each file is written whole when its content is.
+    let (timeline, trace, saved) = match (
+        output(args.timeline.as_deref()),
+        output(args.trace.as_deref()),
+        output(args.save_scenario.as_deref()),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(e),
+    };
+    // The capture streams as the run goes, so it is written in place.
     if let Some(file) = &args.pcap {
-        match create(file) {
+        match File::create(file) {
             Ok(f) => options.pcap = Some(Box::new(BufWriter::new(f))),
-            Err(e) => return fail(e),
+            Err(e) => return fail(format!("cannot create {}: {e}", file.display())),
         }
     }
-    if let Some(file) = &args.save_scenario {
+    if let (Some(saved), Some(path)) = (saved, &args.save_scenario) {
         let header = format!(
             "# Resolved from {} ({}); rerun: fwsim run {}\n",
             args.which.scenario.display(),
             sim.replay(sim.scenario().seed),
-            file.display()
+            path.display()
         );
-        if let Err(e) = create(file).and_then(|_| {
-            std::fs::write(file, header + &sim.scenario().to_toml())
-                .map_err(|e| format!("cannot write {}: {e}", file.display()))
-        }) {
+        if let Err(e) = saved.write((header + &sim.scenario().to_toml()).as_bytes()) {
             return fail(e);
         }
     }
     let report_ = match sim.run_with(options) {
         Ok(r) => r,
+        Err(Error::Run(RunError::Capture(e))) => {
+            let pcap = args.pcap.as_deref().unwrap_or("pcap".as_ref());
+            return fail(format!("cannot write {} (--pcap): {e}", pcap.display()));
+        }
         Err(e) => return fail(e),
     };
-    if let (Some(file), Some(lines)) = (&args.trace, &report_.trace_lines) {
-        if let Err(e) = std::fs::write(file, lines.join("\n") + "\n") {
-            return fail(format!("cannot write {}: {e}", file.display()));
+    if let (Some(file), Some(lines)) = (trace, &report_.trace_lines) {
+        if let Err(e) = file.write((lines.join("\n") + "\n").as_bytes()) {
+            return fail(e);
         }
     }
-    if let (Some(file), Some(events)) = (&args.timeline, &report_.events) {
-        if let Err(e) = sim::timeline::timeline_svg(&report_, events, file) {
-            return fail(format!("timeline: {e}"));
+    if let (Some(file), Some(events)) = (timeline, &report_.events) {
+        let svg = sim::timeline::timeline_svg(&report_, events);
+        if let Err(e) = write_drawing(file, svg, "timeline") {
+            return fail(e);
         }
-        eprintln!("timeline written to {}", file.display());
     }
     if args.json {
         println!("{}", report::json(&report_));
@@ -70,9 +78,11 @@ pub(crate) fn shrink(args: ShrinkArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Err(e) = create(&args.out) {
-        return fail(e);
-    }
+    // Checked now, written only once a smaller failing scenario is found.
+    let out = match OutputFile::create(&args.out) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
     let shrunk = match sim::shrink::shrink(&sim, args.max_runs) {
         Ok(Some(s)) => s,
         Ok(None) => return fail("nothing to shrink: the run lost nothing silently"),
@@ -87,8 +97,8 @@ pub(crate) fn shrink(args: ShrinkArgs) -> ExitCode {
         if shrunk.steps.is_empty() { "nothing smaller".into() } else { shrunk.steps.join("; ") },
         args.out.display()
     );
-    if let Err(e) = std::fs::write(&args.out, header + &shrunk.scenario.to_toml()) {
-        return fail(format!("cannot write {}: {e}", args.out.display()));
+    if let Err(e) = out.write((header + &shrunk.scenario.to_toml()).as_bytes()) {
+        return fail(e);
     }
     eprintln!(
         "shrunk in {} runs: {}",

@@ -1,11 +1,11 @@
 //! `fwsim sweep` and `fwsim merge`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
+use sim::output::OutputFile;
 use sim::Outcome;
 
-use crate::{create, fail, MergeArgs, SweepArgs};
+use crate::{fail, output, write_drawing, MergeArgs, SweepArgs};
 
 /// The sweep `args` describe.
 fn sweep_spec(args: &SweepArgs) -> Result<sim::sweep::SweepSpec, String> {
@@ -80,12 +80,11 @@ pub(crate) fn sweep(args: SweepArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // Every input checked first, so a bad one leaves no file behind; the paths next.
-    for out in [&args.plot, &args.out].into_iter().flatten() {
-        if let Err(e) = create(out) {
-            return fail(e);
-        }
-    }
+    // Every input checked first, then the paths; the files are written when complete.
+    let (plot, out) = match (output(args.plot.as_deref()), output(args.out.as_deref())) {
+        (Ok(p), Ok(o)) => (p, o),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
     let bar = progress_bar();
     let results = sweep.run(shard, threads, |done, total| {
         bar.set_length(total);
@@ -96,34 +95,29 @@ pub(crate) fn sweep(args: SweepArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if let (Some(shard), Some(out)) = (shard, &args.out) {
-        let file = sim::sweep::ShardFile {
-            spec,
-            jobs: sweep.jobs(),
-            shard,
-            results,
-        };
-        return write_shard(&file, out);
+    if let (Some(shard), Some(out)) = (shard, out) {
+        return write_shard(&sweep.shard_file(shard, results), out);
     }
     let cells = sim::sweep::fold(&spec, results);
-    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+    report_cells(&cells, &spec, args.json, plot)
 }
 
 /// Writes a shard's results for `fwsim merge`.
-fn write_shard(file: &sim::sweep::ShardFile, out: &Path) -> ExitCode {
+fn write_shard(file: &sim::sweep::ShardFile, out: OutputFile) -> ExitCode {
     let text = match serde_json::to_string(file) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    if let Err(e) = std::fs::write(out, text) {
-        return fail(format!("cannot write {}: {e}", out.display()));
+    let path = out.path().to_path_buf();
+    if let Err(e) = out.write(text.as_bytes()) {
+        return fail(e);
     }
     eprintln!(
         "shard {}/{}: {} runs written to {}; merge all shards with `fwsim merge`",
         file.shard.index,
         file.shard.of,
         file.results.len(),
-        out.display()
+        path.display()
     );
     ExitCode::SUCCESS
 }
@@ -135,7 +129,7 @@ pub(crate) fn merge(args: MergeArgs) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
         match parsed {
-            Ok(f) => files.push(f),
+            Ok(f) => files.push((path.clone(), f)),
             Err(e) => return fail(format!("{}: {e}", path.display())),
         }
     }
@@ -143,12 +137,11 @@ pub(crate) fn merge(args: MergeArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
-    if let Some(plot) = &args.plot {
-        if let Err(e) = create(plot) {
-            return fail(e);
-        }
-    }
-    report_cells(&cells, &spec, args.json, args.plot.as_deref())
+    let plot = match output(args.plot.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    report_cells(&cells, &spec, args.json, plot)
 }
 
 /// Prints a sweep's cells (table or JSON), draws the plot, and gives the exit status.
@@ -156,7 +149,7 @@ pub(crate) fn report_cells(
     cells: &[sim::sweep::Cell],
     spec: &sim::sweep::SweepSpec,
     json: bool,
-    plot: Option<&Path>,
+    plot: Option<OutputFile>,
 ) -> ExitCode {
     if json {
         let rows: Vec<serde_json::Value> = cells
@@ -174,10 +167,9 @@ pub(crate) fn report_cells(
         print!("{}", sweep_table(cells, spec));
     }
     if let (Some(out), Some((key, _))) = (plot, &spec.vary) {
-        if let Err(e) = sim::sweep::plot_svg(cells, key, out) {
-            return fail(format!("plot: {e}"));
+        if let Err(e) = write_drawing(out, sim::sweep::plot_svg(cells, key), "plot") {
+            return fail(e);
         }
-        eprintln!("plot written to {}", out.display());
     }
     let sum = |f: fn(&sim::sweep::Cell) -> u64| cells.iter().map(f).sum::<u64>();
     let outcome = Outcome::of(
