@@ -124,6 +124,10 @@ pub struct Point {
     pub tested: u64,
     /// Of those, silently lost.
     pub violations: u64,
+    /// Connections that stalled or were unfinished (liveness failures).
+    pub liveness_failures: u64,
+    /// The command that replays the first run with a liveness failure.
+    pub hung_replay: Option<String>,
     /// Loss fraction.
     pub loss: f64,
     /// Its 95% Wilson interval.
@@ -139,12 +143,16 @@ pub struct Point {
 pub enum Ineligible {
     /// No connection at the point reached a verdict: its loss of 0 is no measurement.
     NothingTested,
+    /// A connection at the point stalled or was unfinished: the model hung there, and a loss
+    /// fraction over connections that never ended is no measurement either.
+    LivenessFailure,
 }
 
 impl fmt::Display for Ineligible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Ineligible::NothingTested => "nothing tested",
+            Ineligible::LivenessFailure => "liveness failure",
         })
     }
 }
@@ -155,6 +163,9 @@ impl Point {
     pub fn ineligible(&self) -> Option<Ineligible> {
         if self.tested == 0 {
             return Some(Ineligible::NothingTested);
+        }
+        if self.liveness_failures > 0 {
+            return Some(Ineligible::LivenessFailure);
         }
         None
     }
@@ -175,6 +186,14 @@ impl Fit {
         self.points
             .iter()
             .filter(|p| p.ineligible() == Some(Ineligible::NothingTested))
+    }
+
+    /// The points where a connection stalled or was unfinished: a fit with any fails as a
+    /// liveness failure (exit 3), whatever it chose.
+    pub fn liveness_failures(&self) -> impl Iterator<Item = &Point> {
+        self.points
+            .iter()
+            .filter(|p| p.ineligible() == Some(Ineligible::LivenessFailure))
     }
 }
 
@@ -298,6 +317,8 @@ fn measure(
                 connections: c.connections,
                 tested: c.tested,
                 violations: c.violations,
+                liveness_failures: c.stalled + c.unfinished,
+                hung_replay: c.hung_replay.clone(),
                 loss: c.loss_fraction(),
                 interval,
                 in_region: false,

@@ -68,6 +68,19 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
             untested.join(", ")
         ));
     }
+    let hung: Vec<&sim::fit::Point> = result.liveness_failures().collect();
+    if let Some(first) = hung.first() {
+        let values: Vec<String> = hung.iter().map(|p| p.values.join(" x ")).collect();
+        eprintln!(
+            "fwsim: liveness failure at {} of {} points ({}): a connection stalled or was \
+             unfinished; such points are never chosen\n  replay: {}",
+            hung.len(),
+            result.points.len(),
+            values.join(", "),
+            first.hung_replay.as_deref().unwrap_or("(none)")
+        );
+        return ExitCode::from(sim::Outcome::LivenessFailure.exit_code());
+    }
     if result.chosen.is_none() {
         return fail(format!(
             "no point's 95% interval reaches loss_fraction {:.2}..{:.2} in the ranges given",
