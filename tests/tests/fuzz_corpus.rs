@@ -45,6 +45,27 @@ fn scenario_corpus_loses_nothing_under_fixed() {
     replay("scenario", fuzz::scenario);
 }
 
+/// Liveness under the fixed rules: across the scenario corpus, connections reach verdicts and
+/// none stalls (no progress for the fuzz's `liveness_ms` while waiting on the device).
+#[test]
+fn scenario_corpus_never_stalls_under_fixed() {
+    let (mut tested, mut runs) = (0, 0);
+    for (path, data) in inputs("scenario") {
+        match fuzz::run_scenario(&data, "fixed") {
+            ScenarioOutcome::Clean(s) => {
+                tested += s.tested();
+                runs += 1;
+            }
+            ScenarioOutcome::Rejected => {}
+            other => panic!("{} fails under fixed: {other:?}", path.display()),
+        }
+    }
+    assert!(
+        runs > 0 && tested > 0,
+        "{runs} runs, {tested} connections tested"
+    );
+}
+
 #[test]
 fn ingress_corpus_never_panics() {
     replay("ingress", fuzz::ingress);
@@ -134,7 +155,9 @@ fn crash_inputs_convert_to_equivalent_scenario_files() {
             let config = sim::scenario::parse("crash.toml", &toml, &[]).unwrap();
             let from_file = sim::run(&config, sim::RunOptions::default()).unwrap();
             let direct = match fuzz::run_scenario(&data, policy) {
-                ScenarioOutcome::Clean(s) | ScenarioOutcome::SilentLoss { summary: s, .. } => s,
+                ScenarioOutcome::Clean(s)
+                | ScenarioOutcome::SilentLoss { summary: s, .. }
+                | ScenarioOutcome::Stalled { summary: s, .. } => s,
                 ScenarioOutcome::Rejected => panic!("{} rejected", path.display()),
             };
             assert_eq!(

@@ -141,6 +141,9 @@ impl FuzzScenario {
         Scenario {
             max_duration_ms: 30_000,
             drain_ms: 500,
+            // Short enough to see a hang inside the 30 s budget, long enough that only five
+            // losses in a row of one segment (1+2+4+8+16 s of backoff) could fake one.
+            liveness_ms: 20_000,
             seed: self.seed,
             device,
             link,
@@ -168,6 +171,13 @@ pub enum ScenarioOutcome {
         /// The scenario file that reproduces it.
         toml: String,
     },
+    /// No silent loss, but a connection stalled (a liveness failure); `toml` reproduces it.
+    Stalled {
+        /// The run's totals.
+        summary: Summary,
+        /// The scenario file that reproduces it.
+        toml: String,
+    },
 }
 
 /// Runs the scenario `data` stands for under `policy` (`"legacy"` or `"fixed"`).
@@ -185,14 +195,17 @@ pub(crate) fn run_scenario_with(
     let Some((report, sim)) = run_input(data, policy, rules, RunOptions::default()) else {
         return ScenarioOutcome::Rejected;
     };
-    if report.summary.violations() > 0 {
+    // A connection the fuzz's time budget cut short (unfinished) is the harness's limit, not
+    // the device's: only a stall, which needs `liveness_ms` without progress, is a finding.
+    let summary = report.summary;
+    if summary.violations() > 0 {
         let toml = sim.scenario().to_toml();
-        ScenarioOutcome::SilentLoss {
-            summary: report.summary,
-            toml,
-        }
+        ScenarioOutcome::SilentLoss { summary, toml }
+    } else if summary.stalled > 0 {
+        let toml = sim.scenario().to_toml();
+        ScenarioOutcome::Stalled { summary, toml }
     } else {
-        ScenarioOutcome::Clean(report.summary)
+        ScenarioOutcome::Clean(summary)
     }
 }
 
@@ -298,12 +311,16 @@ pub fn input_to_toml(data: &[u8], policy: &str) -> Result<String, CrashError> {
     Ok(input.to_scenario(policy).to_toml())
 }
 
-/// The `scenario` target: the fixed rules never lose silently.
+/// The `scenario` target: the fixed rules never lose silently and never stall.
 pub fn scenario(data: &[u8]) {
-    if let ScenarioOutcome::SilentLoss { summary, toml } = run_scenario(data, "fixed") {
-        panic!(
+    match run_scenario(data, "fixed") {
+        ScenarioOutcome::SilentLoss { summary, toml } => panic!(
             "silent loss under the fixed rules: {summary:?}\nscenario (save it and run `fwsim run FILE`):\n{toml}"
-        );
+        ),
+        ScenarioOutcome::Stalled { summary, toml } => panic!(
+            "a connection stalled under the fixed rules: {summary:?}\nscenario (save it and run `fwsim run FILE`):\n{toml}"
+        ),
+        ScenarioOutcome::Rejected | ScenarioOutcome::Clean(_) => {}
     }
 }
 
