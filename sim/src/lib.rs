@@ -15,6 +15,7 @@
 //! - [`report`]: human and JSON reports.
 #![warn(missing_docs)]
 
+mod air;
 pub mod backend;
 mod builder;
 mod capture;

@@ -3,7 +3,7 @@
 use std::io::BufWriter;
 use std::process::ExitCode;
 
-use sim::{report, RunOptions, Sim};
+use sim::{report, RunError, RunOptions, Sim};
 
 use crate::{create, fail, RunArgs, ShrinkArgs};
 
@@ -22,10 +22,15 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return fail(e);
         }
     }
-    if let Some(file) = &args.pcap {
-        match create(file) {
-            Ok(f) => options.pcap = Some(Box::new(BufWriter::new(f))),
-            Err(e) => return fail(e),
+    for (file, out) in [
+        (&args.pcap, &mut options.pcap),
+        (&args.pcap_air, &mut options.pcap_air),
+    ] {
+        if let Some(file) = file {
+            match create(file) {
+                Ok(f) => *out = Some(Box::new(BufWriter::new(f))),
+                Err(e) => return fail(e),
+            }
         }
     }
     if let Some(file) = &args.save_scenario {
@@ -44,7 +49,7 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     }
     let report_ = match sim.run_with(options) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return fail(capture_error(&args, e)),
     };
     if let (Some(file), Some(lines)) = (&args.trace, &report_.trace_lines) {
         if let Err(e) = std::fs::write(file, lines.join("\n") + "\n") {
@@ -63,6 +68,19 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         print!("{}", report::human(&report_, args.all));
     }
     ExitCode::from(report_.outcome().exit_code())
+}
+
+/// A capture that could not be written names its file.
+fn capture_error(args: &RunArgs, e: sim::Error) -> String {
+    let file = match &e {
+        sim::Error::Run(RunError::Capture(_)) => args.pcap.as_ref(),
+        sim::Error::Run(RunError::AirCapture(_)) => args.pcap_air.as_ref(),
+        _ => None,
+    };
+    match file {
+        Some(file) => format!("{}: {e}", file.display()),
+        None => e.to_string(),
+    }
 }
 
 pub(crate) fn shrink(args: ShrinkArgs) -> ExitCode {
