@@ -7,7 +7,10 @@
 //! every packet the device's stack handled, including those that never reached the peer.
 //!
 //! Records wait until no earlier one can come ([`AirCapture::flush_before`]): the turmoil
-//! backend learns a packet's fate at the receiver, after the sender wrote later records.
+//! backend learns a packet's fate at the receiver, after the sender wrote later records. What
+//! a turmoil fault does happens before the link model: a datagram a partition or a crashed
+//! host discards is on neither side, one a hold delays is written when it arrives (out of
+//! time order).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
