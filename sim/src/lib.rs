@@ -16,6 +16,7 @@
 //! - [`output`]: output files written whole or not at all.
 #![warn(missing_docs)]
 
+mod air;
 pub mod backend;
 mod builder;
 mod capture;

@@ -345,6 +345,51 @@ impl FlightQueue {
     }
 }
 
+/// What the link did with one packet it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It leaves the link at `at` (twice when `duplicated`; ahead of the queue when
+    /// `reordered`).
+    Sent {
+        /// When it leaves the link (the receiver may still be asleep or stalled then).
+        at: Instant,
+        /// The link sends it twice.
+        duplicated: bool,
+        /// It skipped the delay, ahead of earlier packets.
+        reordered: bool,
+    },
+    /// The link dropped it.
+    Lost(LossCause),
+}
+
+impl Fate {
+    /// When it leaves the link, unless it was lost.
+    pub fn sent_at(self) -> Option<Instant> {
+        match self {
+            Fate::Sent { at, .. } => Some(at),
+            Fate::Lost(_) => None,
+        }
+    }
+}
+
+/// Why the link dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// Gilbert-Elliott loss in the bad state (`loss_in_bad`): a fade, a loss burst.
+    BadState,
+    /// Gilbert-Elliott loss in the good state (`loss_in_good`): an isolated loss.
+    GoodState,
+}
+
+impl std::fmt::Display for LossCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LossCause::BadState => "Gilbert-Elliott bad state",
+            LossCause::GoodState => "Gilbert-Elliott good state",
+        })
+    }
+}
+
 /// Counters of what a link did, for statistics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LinkStats {
@@ -526,25 +571,29 @@ impl Link {
         z * sd
     }
 
-    /// Takes a packet sent at `now`.
-    pub fn enqueue(&mut self, now: Instant, packet: Vec<u8>) {
-        self.enqueue_at(now, packet);
+    /// Takes a packet sent at `now`; says what the link does with it.
+    pub fn enqueue(&mut self, now: Instant, packet: Vec<u8>) -> Fate {
+        self.enqueue_at(now, packet)
     }
 
     /// Takes a packet sent at `sent_at` that reached the receiver's backend at `received_at`
     /// (the turmoil backend: at the start of the step after it was sent); counts it as late
-    /// when the link model would have delivered it earlier.
-    pub fn enqueue_received(&mut self, sent_at: Instant, packet: Vec<u8>, received_at: Instant) {
-        if self
-            .enqueue_at(sent_at, packet)
-            .is_some_and(|at| at < received_at)
-        {
+    /// when the link model would have delivered it earlier. Says what the link does with it.
+    pub fn enqueue_received(
+        &mut self,
+        sent_at: Instant,
+        packet: Vec<u8>,
+        received_at: Instant,
+    ) -> Fate {
+        let fate = self.enqueue_at(sent_at, packet);
+        if fate.sent_at().is_some_and(|at| at < received_at) {
             self.stats.late += 1;
         }
+        fate
     }
 
-    /// Takes a packet at `now`; returns when it leaves the link, unless it was lost.
-    fn enqueue_at(&mut self, now: Instant, packet: Vec<u8>) -> Option<Instant> {
+    /// Takes a packet at `now`; says when it leaves the link, or why it was lost.
+    fn enqueue_at(&mut self, now: Instant, packet: Vec<u8>) -> Fate {
         self.stats.enqueued += 1;
         let p = *self.params_at(now);
         if self.healed_from.is_some_and(|h| now > h) {
@@ -552,7 +601,10 @@ impl Link {
         }
         if self.gilbert_elliott_loss(&p, now) {
             self.stats.lost += 1;
-            return None;
+            return Fate::Lost(match self.in_bad_state {
+                true => LossCause::BadState,
+                false => LossCause::GoodState,
+            });
         }
         let copies = if p.duplicate > 0.0 && self.rng.random_bool(p.duplicate) {
             self.stats.duplicated += 1;
@@ -596,7 +648,11 @@ impl Link {
             order: self.order,
             packet,
         });
-        Some(send_at)
+        Fate::Sent {
+            at: send_at,
+            duplicated: copies == 2,
+            reordered: reorder,
+        }
     }
 
     /// The earliest time at or after `t` when the receiver accepts packets (power save, stall).
@@ -910,7 +966,7 @@ mod tests {
                 for i in 0..20_000u64 {
                     let sent = Instant::from_micros((i * 37) as i64);
                     let size = 20 + (i * 7919 % 1481) as usize;
-                    if let Some(at) = probe.enqueue_at(sent, vec![0; size]) {
+                    if let Some(at) = probe.enqueue_at(sent, vec![0; size]).sent_at() {
                         earliest = earliest.min((at - sent).total_micros());
                     }
                 }

@@ -1,6 +1,7 @@
 //! One host's side of the simulated wire as a `smoltcp::phy::Device`: it receives what the link
 //! delivered and transmits into an outgoing queue (the link model, or a backend's outbox). The
-//! device's side also writes the capture and wakes its downlink from power save.
+//! device's side also writes the capture and wakes its downlink from power save; either side
+//! shows what it sent, and what the link did with it, on the air capture.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -8,28 +9,30 @@ use std::collections::VecDeque;
 use firmware_core::smoltcp::phy::{self, DeviceCapabilities, Medium, PcapSink};
 use firmware_core::smoltcp::time::Instant;
 
+use crate::air::{AirCapture, Side};
 use crate::capture::Capture;
-use crate::link::Link;
+use crate::link::{Fate, Link};
 use crate::scenario::Scenario;
 use crate::seed::split_seed;
 
 /// Where a host's transmitted packets go.
 pub(crate) trait Outgoing {
-    /// Takes one packet sent at `now`.
-    fn send(&mut self, now: Instant, packet: Vec<u8>);
+    /// Takes one packet sent at `now`; says what the link did with it, if it decided already.
+    fn send(&mut self, now: Instant, packet: Vec<u8>) -> Option<Fate>;
 }
 
 impl Outgoing for Link {
-    fn send(&mut self, now: Instant, packet: Vec<u8>) {
-        self.enqueue(now, packet);
+    fn send(&mut self, now: Instant, packet: Vec<u8>) -> Option<Fate> {
+        Some(self.enqueue(now, packet))
     }
 }
 
 /// Packets waiting to leave a host unchanged (the turmoil backend's tunnel applies the link
 /// model at the receiver).
 impl Outgoing for Vec<Vec<u8>> {
-    fn send(&mut self, _now: Instant, packet: Vec<u8>) {
+    fn send(&mut self, _now: Instant, packet: Vec<u8>) -> Option<Fate> {
         self.push(packet);
+        None
     }
 }
 
@@ -46,6 +49,8 @@ pub(crate) struct LinkPhy<'a> {
     pub(crate) wakes: Option<&'a mut Link>,
     pub(crate) now: Instant,
     pub(crate) capture: Option<&'a mut Capture>,
+    /// The air capture and this host's side of it ([`LinkPhy::with_air`]).
+    pub(crate) air: Option<(&'a mut AirCapture, Side)>,
 }
 
 /// A received packet; its buffer returns to the pool once consumed.
@@ -61,6 +66,7 @@ pub(crate) struct LinkTx<'a> {
     wakes: Option<&'a mut Link>,
     now: Instant,
     capture: Option<&'a mut Capture>,
+    air: Option<(&'a mut AirCapture, Side)>,
 }
 
 impl phy::RxToken for RxBuf<'_> {
@@ -86,12 +92,23 @@ impl phy::TxToken for LinkTx<'_> {
         if let Some(wakes) = self.wakes {
             wakes.receiver_transmitted(self.now);
         }
-        self.tx.send(self.now, buf);
+        let copy = self.air.is_some().then(|| buf.clone());
+        let fate = self.tx.send(self.now, buf);
+        // An outbox decides nothing: the receiver's link writes the packet then (turmoil).
+        if let (Some((air, side)), Some(packet), Some(fate)) = (self.air, copy, fate) {
+            air.sent(side, self.now, &packet, fate);
+        }
         r
     }
 }
 
-impl LinkPhy<'_> {
+impl<'a> LinkPhy<'a> {
+    /// This phy, showing what it sends on `side` of `air`.
+    pub(crate) fn with_air(mut self, air: Option<&'a mut AirCapture>, side: Side) -> Self {
+        self.air = air.map(|air| (air, side));
+        self
+    }
+
     fn tx_token(&mut self) -> LinkTx<'_> {
         LinkTx {
             pool: self.pool,
@@ -99,6 +116,24 @@ impl LinkPhy<'_> {
             wakes: self.wakes.as_deref_mut(),
             now: self.now,
             capture: self.capture.as_deref_mut(),
+            air: self.air.as_mut().map(|(air, side)| (&mut **air, *side)),
+        }
+    }
+}
+
+/// Moves every packet `link` delivers at `now` into `rx`, showing each on `to`'s side of `air`.
+pub(crate) fn deliver_due(
+    link: &mut Link,
+    now: Instant,
+    rx: &mut VecDeque<Vec<u8>>,
+    air: Option<&mut AirCapture>,
+    to: Side,
+) {
+    let before = rx.len();
+    link.deliver_due(now, rx);
+    if let Some(air) = air {
+        for packet in rx.range(before..) {
+            air.received(to, now, packet);
         }
     }
 }
@@ -172,6 +207,16 @@ impl Wire {
             wakes: Some(&mut self.downlink),
             now,
             capture,
+            air: None,
+        }
+    }
+
+    /// Delivers what each direction has due at `now`, showing it on `air`.
+    pub(crate) fn deliver_due(&mut self, now: Instant, mut air: Option<&mut AirCapture>) {
+        let down = (&mut self.downlink, &mut self.device_rx, Side::Device);
+        let up = (&mut self.uplink, &mut self.peer_rx, Side::Peer);
+        for (link, rx, to) in [down, up] {
+            deliver_due(link, now, rx, air.as_deref_mut(), to);
         }
     }
 
@@ -184,6 +229,7 @@ impl Wire {
             wakes: None,
             now,
             capture: None,
+            air: None,
         }
     }
 }

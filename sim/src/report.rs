@@ -114,6 +114,8 @@ pub fn json(report: &RunReport) -> serde_json::Value {
         "turmoil_tick_us": report.turmoil_tick.map(|t| t.tick_us),
         "exact_timing": report.exact_timing(),
         "late_packets": report.uplink.late + report.downlink.late,
+        "uplink": report.uplink,
+        "downlink": report.downlink,
         "rows": report.rows,
         "replay": report.replay,
     })

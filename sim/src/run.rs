@@ -12,6 +12,7 @@ use firmware_core::app::App;
 use firmware_core::smoltcp::time::{Duration, Instant};
 use firmware_core::Policy;
 
+use crate::air::AirCapture;
 use crate::capture::Capture;
 use crate::link::LinkStats;
 use crate::observer::{Observed, Observer};
@@ -180,6 +181,9 @@ impl RunReport {
 pub struct RunOptions {
     /// Write every packet the device sent or received here, as pcap (raw IP).
     pub pcap: Option<Box<dyn Write>>,
+    /// Write what reached each side here, as pcapng: interfaces `device` and `peer`, each
+    /// packet the link dropped on its sender's side with a comment saying why.
+    pub pcap_air: Option<Box<dyn Write>>,
     /// Keep the trace lines in the report.
     pub keep_trace: bool,
     /// Keep the observed events in the report.
@@ -196,6 +200,8 @@ pub enum RunError {
     FaultsNeedTurmoil,
     /// The capture could not be written.
     Capture(io::Error),
+    /// The air capture ([`RunOptions::pcap_air`]) could not be written.
+    AirCapture(io::Error),
     /// turmoil stopped the simulation.
     Turmoil(String),
     /// The peer's workloads are invalid.
@@ -209,6 +215,7 @@ impl fmt::Display for RunError {
                 f.write_str("[[fault]] actions need backend = \"turmoil\" (or --backend turmoil)")
             }
             RunError::Capture(e) => write!(f, "cannot write the pcap capture: {e}"),
+            RunError::AirCapture(e) => write!(f, "cannot write the air capture: {e}"),
             RunError::Turmoil(e) => write!(f, "turmoil: {e}"),
             RunError::Peer(e) => write!(f, "peer workload: {e}"),
         }
@@ -218,7 +225,7 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RunError::Capture(e) => Some(e),
+            RunError::Capture(e) | RunError::AirCapture(e) => Some(e),
             RunError::Peer(e) => Some(e),
             _ => None,
         }
@@ -341,6 +348,7 @@ pub(crate) struct RunCore {
     replay: String,
     pub(crate) observer: Observer,
     pub(crate) capture: Option<Capture>,
+    pub(crate) air: Option<AirCapture>,
     /// Skip an idle application's loop iterations (off: [`RunOptions::step_every_loop`]).
     pub(crate) skip_idle: bool,
     seed: u64,
@@ -385,6 +393,7 @@ impl RunCore {
                 kept: options.keep_events.then(Vec::new),
             },
             capture: options.pcap.map(Capture::new),
+            air: options.pcap_air.map(AirCapture::new),
             skip_idle: !options.step_every_loop,
             seed: config.seed,
             end: instant_ms(config.max_duration_ms),
@@ -454,6 +463,9 @@ impl RunCore {
     ) -> Result<RunReport, RunError> {
         if let Some(capture) = self.capture.as_mut() {
             capture.finish().map_err(RunError::Capture)?;
+        }
+        if let Some(air) = self.air.as_mut() {
+            air.finish().map_err(RunError::AirCapture)?;
         }
         // A finished run ends when its drain ends, whenever its backend noticed.
         let now = match (stop, self.done_at()) {

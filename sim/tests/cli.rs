@@ -209,6 +209,68 @@ fn unwritable_outputs_are_errors_naming_the_path() {
     assert!(!t.contains("runs lost"), "failed before the sweep ran: {t}");
 }
 
+/// The air capture opens in tshark with the device's and the peer's interfaces, and comments
+/// exactly the packets the link statistics count as lost, on both backends.
+#[test]
+fn the_air_capture_comments_every_packet_the_link_dropped() {
+    let tshark = Command::new("tshark").arg("-v").output();
+    if !tshark.is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), ".ci/run installs tshark");
+        eprintln!("SKIPPED: `tshark` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for backend in ["loopback", "turmoil"] {
+        let file = dir.path().join(format!("{backend}.pcapng"));
+        let file = file.to_str().unwrap();
+        let o = fwsim(&args(&forum_with(&[
+            "--set",
+            "link.loss_p=0.05",
+            "--backend",
+            backend,
+            "--pcap-air",
+            file,
+            "--json",
+        ])));
+        assert_ne!(status(&o), 2, "{}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let stat = |link: &str, field: &str| report[link][field].as_u64().unwrap();
+        let o = Command::new("tshark")
+            .args(["-r", file, "-T", "fields", "-e", "frame.interface_name"])
+            .args(["-e", "frame.comment"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "tshark: {}", text(&o));
+        let lines = String::from_utf8(o.stdout).unwrap();
+        let count = |side: &str, dropped: bool| {
+            let on_side = |l: &&str| l.split('\t').next() == Some(side);
+            let lines = lines.lines().filter(on_side);
+            lines
+                .filter(|l| !dropped || l.contains("dropped by the link"))
+                .count() as u64
+        };
+        let sent_and_got = |sent: &str, got: &str| stat(sent, "enqueued") + stat(got, "delivered");
+        assert_eq!(count("device", false), sent_and_got("uplink", "downlink"));
+        assert_eq!(count("peer", false), sent_and_got("downlink", "uplink"));
+        assert!(
+            stat("uplink", "lost") > 0 && stat("downlink", "lost") > 0,
+            "a lossy run"
+        );
+        assert_eq!(count("device", true), stat("uplink", "lost"), "{backend}");
+        assert_eq!(count("peer", true), stat("downlink", "lost"), "{backend}");
+    }
+    assert_error(
+        &args(&forum_with(&["--pcap-air", "/no/such/dir/x.pcapng"])),
+        &["/no/such/dir/x.pcapng"],
+    );
+    if Path::new("/dev/full").exists() {
+        assert_error(
+            &args(&forum_with(&["--pcap-air", "/dev/full"])),
+            &["/dev/full", "air capture", "No space left"],
+        );
+    }
+}
+
 #[test]
 fn errors_name_their_true_origin() {
     let forum = scenario("forum");

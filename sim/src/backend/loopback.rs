@@ -5,6 +5,7 @@
 
 use firmware_core::smoltcp::time::Instant;
 
+use crate::air::Side;
 use crate::node::{DeviceNode, PeerNode};
 use crate::phy::Wire;
 use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport};
@@ -19,8 +20,12 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
     let mut wire = Wire::new(config, seed);
     let mut core = RunCore::new(prep, "loopback", options)?;
     let mut now = Instant::ZERO;
-    let mut node = DeviceNode::boot(prep, 0, &mut wire.device_phy(now, None), now);
-    let mut peer = PeerNode::boot(prep, &mut wire.peer_phy(now)).map_err(RunError::Peer)?;
+    let mut phy = wire
+        .device_phy(now, None)
+        .with_air(core.air.as_mut(), Side::Device);
+    let mut node = DeviceNode::boot(prep, 0, &mut phy, now);
+    let mut phy = wire.peer_phy(now).with_air(core.air.as_mut(), Side::Peer);
+    let mut peer = PeerNode::boot(prep, &mut phy).map_err(RunError::Peer)?;
     // A side's next timer only changes when that side is polled, fed or run: cached.
     let mut peer_at_cache: Option<Option<Instant>> = None;
     let mut device_at_cache: Option<Option<Instant>> = None;
@@ -41,15 +46,20 @@ pub(crate) fn run(prep: &Prepared, options: RunOptions) -> Result<RunReport, Run
         if let Some(stop) = core.stop_at(now) {
             break stop;
         }
-        wire.downlink.deliver_due(now, &mut wire.device_rx);
-        wire.uplink.deliver_due(now, &mut wire.peer_rx);
+        if let Some(air) = core.air.as_mut() {
+            // Everything before `now` happened: the records so far are in time order.
+            air.flush_before(now);
+        }
+        wire.deliver_due(now, core.air.as_mut());
 
         let peer_due = peer_at.is_some_and(|x| x <= now);
-        if peer.step(now, peer_due, &mut wire.peer_phy(now), &mut core.observer) {
+        let mut phy = wire.peer_phy(now).with_air(core.air.as_mut(), Side::Peer);
+        if peer.step(now, peer_due, &mut phy, &mut core.observer) {
             peer_at_cache = None;
         }
         let device_due = device_at.is_some_and(|x| x <= now);
-        let mut phy = wire.device_phy(now, core.capture.as_mut());
+        let phy = wire.device_phy(now, core.capture.as_mut());
+        let mut phy = phy.with_air(core.air.as_mut(), Side::Device);
         if node.step(now, device_due, &mut phy, &mut core.observer) {
             device_at_cache = None;
         }

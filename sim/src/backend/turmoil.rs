@@ -28,9 +28,10 @@ use std::time::{Duration as StdDuration, SystemTime};
 use firmware_core::smoltcp::time::{Duration, Instant};
 use turmoil::net::UdpSocket;
 
+use crate::air::{AirCapture, Side};
 use crate::link::{Link, LinkStats};
 use crate::node::{DeviceNode, PeerNode};
-use crate::phy::{BufferPool, LinkPhy};
+use crate::phy::{deliver_due, BufferPool, LinkPhy};
 use crate::run::{Prepared, RunCore, RunError, RunOptions, RunReport, Stop};
 use crate::scenario::{FaultAction, Scenario, TurmoilTick};
 use crate::seed::{boot_seed, split_seed};
@@ -70,8 +71,15 @@ fn step_start(tick: Duration) -> Instant {
 }
 
 /// Moves every datagram that arrived into the host's incoming link, at the time it was sent
-/// (the first 8 bytes), so link delays count from the true send time.
-fn receive_into(sock: &UdpSocket, link: &mut Link, buf: &mut [u8], step_start: Instant) {
+/// (the first 8 bytes), so link delays count from the true send time. The link decides each
+/// packet's fate here, so the sender's side of the air capture is written here too.
+fn receive_into(
+    sock: &UdpSocket,
+    link: &mut Link,
+    buf: &mut [u8],
+    step_start: Instant,
+    mut air: Option<(&mut AirCapture, Side)>,
+) {
     while let Ok((n, _)) = sock.try_recv_from(buf) {
         if n < 8 {
             continue;
@@ -79,7 +87,10 @@ fn receive_into(sock: &UdpSocket, link: &mut Link, buf: &mut [u8], step_start: I
         let mut stamp = [0u8; 8];
         stamp.copy_from_slice(&buf[..8]);
         let sent_at = Instant::from_micros(i64::from_le_bytes(stamp));
-        link.enqueue_received(sent_at, buf[8..n].to_vec(), step_start);
+        let fate = link.enqueue_received(sent_at, buf[8..n].to_vec(), step_start);
+        if let Some((air, sender)) = air.as_mut() {
+            air.sent(*sender, sent_at, &buf[8..n], fate);
+        }
     }
 }
 
@@ -182,6 +193,8 @@ impl HostWire {
             wakes: device.then_some(&mut self.incoming),
             now: t,
             capture,
+            // The receiving host's link decides each packet's fate and writes it then.
+            air: None,
         }
     }
 }
@@ -217,17 +230,27 @@ async fn device_host(
         if let Some(at) = shared.borrow().healed {
             wire.incoming.heal_from(at);
         }
-        receive_into(&sock, &mut wire.incoming, &mut wire.buf, now);
+        {
+            let mut s = shared.borrow_mut();
+            let air = s.core.air.as_mut().map(|a| (a, Side::Peer));
+            receive_into(&sock, &mut wire.incoming, &mut wire.buf, now, air);
+            // The peer ran this step already and the device every earlier one: nothing before
+            // `now` is still to come (a held datagram excepted).
+            if let Some(air) = s.core.air.as_mut() {
+                air.flush_before(now);
+            }
+        }
         if skip_idle {
             // Asleep while idle (below): nothing changed for the device since.
             node.skip_idle_ticks(now);
         }
         let next = run_until_boundary(now, tick, |t| {
-            wire.incoming.deliver_due(t, &mut wire.rx);
-            let due = node.device.poll_at().is_some_and(|x| x <= t);
             {
                 let mut s = shared.borrow_mut();
                 let core = &mut s.core;
+                let air = core.air.as_mut();
+                deliver_due(&mut wire.incoming, t, &mut wire.rx, air, Side::Device);
+                let due = node.device.poll_at().is_some_and(|x| x <= t);
                 let mut phy = wire.phy(t, true, core.capture.as_mut());
                 node.step(t, due, &mut phy, &mut core.observer);
                 s.downlink = wire.incoming.stats();
@@ -269,7 +292,11 @@ async fn peer_host(
     let mut stopped = None;
     while stopped.is_none() {
         let start = step_start(tick);
-        receive_into(&sock, &mut wire.incoming, &mut wire.buf, start);
+        {
+            let mut s = shared.borrow_mut();
+            let air = s.core.air.as_mut().map(|a| (a, Side::Device));
+            receive_into(&sock, &mut wire.incoming, &mut wire.buf, start, air);
+        }
         let next = run_until_boundary(start, tick, |t| {
             let mut s = shared.borrow_mut();
             if let Some(stop) = s.core.stop_at(t) {
@@ -277,7 +304,8 @@ async fn peer_host(
                 return None;
             }
             now = t;
-            wire.incoming.deliver_due(t, &mut wire.rx);
+            let air = s.core.air.as_mut();
+            deliver_due(&mut wire.incoming, t, &mut wire.rx, air, Side::Peer);
             let due = peer.host.poll_at(t).is_some_and(|x| x <= t);
             peer.step(t, due, &mut wire.phy(t, false, None), &mut s.core.observer);
             if s.core.after_peer(t, &peer.host) {

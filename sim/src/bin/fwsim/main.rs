@@ -264,6 +264,11 @@ struct RunArgs {
     /// Write every packet the device sent or received to this pcap file (raw IP).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Write what reached each side to this pcapng file: interfaces `device` and `peer`; a
+    /// packet the link dropped is on its sender's side only, commented "dropped by the link:
+    /// CAUSE" (tshark: `-Y frame.comment`).
+    #[arg(long, value_name = "FILE.pcapng")]
+    pcap_air: Option<PathBuf>,
     /// Write the event trace (one line per event; its hash is `trace`) to this file.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,

@@ -5,7 +5,7 @@ use std::io::BufWriter;
 use std::process::ExitCode;
 
 use sim::output::OutputFile;
-use sim::{report, Error, RunError, RunOptions, Sim};
+use sim::{report, RunError, RunOptions, Sim};
 
 use crate::{fail, output, write_drawing, RunArgs, ShrinkArgs};
 
@@ -28,11 +28,16 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(e),
     };
-    // The capture streams as the run goes, so it is written in place.
-    if let Some(file) = &args.pcap {
-        match File::create(file) {
-            Ok(f) => options.pcap = Some(Box::new(BufWriter::new(f))),
-            Err(e) => return fail(format!("cannot create {}: {e}", file.display())),
+    // The captures stream as the run goes, so they are written in place.
+    for (file, out) in [
+        (&args.pcap, &mut options.pcap),
+        (&args.pcap_air, &mut options.pcap_air),
+    ] {
+        if let Some(file) = file {
+            match File::create(file) {
+                Ok(f) => *out = Some(Box::new(BufWriter::new(f))),
+                Err(e) => return fail(format!("cannot create {}: {e}", file.display())),
+            }
         }
     }
     if let (Some(saved), Some(path)) = (saved, &args.save_scenario) {
@@ -48,11 +53,7 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     }
     let report_ = match sim.run_with(options) {
         Ok(r) => r,
-        Err(Error::Run(RunError::Capture(e))) => {
-            let pcap = args.pcap.as_deref().unwrap_or("pcap".as_ref());
-            return fail(format!("cannot write {} (--pcap): {e}", pcap.display()));
-        }
-        Err(e) => return fail(e),
+        Err(e) => return fail(capture_error(&args, e)),
     };
     if let (Some(file), Some(lines)) = (trace, &report_.trace_lines) {
         if let Err(e) = file.write((lines.join("\n") + "\n").as_bytes()) {
@@ -71,6 +72,19 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         print!("{}", report::human(&report_, args.all));
     }
     ExitCode::from(report_.outcome().exit_code())
+}
+
+/// A capture that could not be written names its file.
+fn capture_error(args: &RunArgs, e: sim::Error) -> String {
+    let file = match &e {
+        sim::Error::Run(RunError::Capture(_)) => args.pcap.as_ref(),
+        sim::Error::Run(RunError::AirCapture(_)) => args.pcap_air.as_ref(),
+        _ => None,
+    };
+    match file {
+        Some(file) => format!("{}: {e}", file.display()),
+        None => e.to_string(),
+    }
 }
 
 pub(crate) fn shrink(args: ShrinkArgs) -> ExitCode {
