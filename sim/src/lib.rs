@@ -46,7 +46,7 @@ pub use error::Error;
 pub use node::DEVICE_ADDR;
 pub use observer::{Observed, ObservedEvent};
 pub use oracle::{Summary, Verdict};
-pub use run::{AppFactory, Outcome, RunError, RunOptions, RunReport};
+pub use run::{AppFactory, Outcome, RunError, RunOptions, RunProgress, RunReport};
 pub use scenario::{Scenario, ScenarioError, Set, SetFlag};
 
 /// Runs a scenario once on its backend with the app it names.

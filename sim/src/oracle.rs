@@ -139,6 +139,8 @@ pub struct Oracle {
     progress: Vec<Progress>,
     /// How long a waiting connection may go without progress before it is stalled.
     liveness: Duration,
+    /// Connections whose peer program finished.
+    finished: u64,
 }
 
 /// When a connection last made progress, and whether it ever stalled.
@@ -160,6 +162,7 @@ impl Oracle {
             device: Vec::new(),
             progress: Vec::new(),
             liveness: Duration::from_millis(liveness_ms),
+            finished: 0,
         }
     }
 
@@ -172,6 +175,7 @@ impl Oracle {
         if let Err(e) = self.peer.apply(at, event) {
             panic!("peer events out of order: {e}");
         }
+        self.finished += u64::from(matches!(event, PeerEvent::Finished { .. }));
         if opened {
             self.device.push(DeviceSide::default());
             self.progress.push(Progress {
@@ -270,6 +274,11 @@ impl Oracle {
             oracle.observe(e);
         }
         oracle.judge(end)
+    }
+
+    /// Connections the peer opened, and of those the ones whose program finished.
+    pub fn connections(&self) -> (u64, u64) {
+        (self.peer.records().len() as u64, self.finished)
     }
 
     /// Takes one observed event.

@@ -191,6 +191,25 @@ pub struct RunOptions {
     /// Run every application loop iteration, also those an idle application would skip (for
     /// the test that skipping changes nothing).
     pub step_every_loop: bool,
+    /// Told how far the run got, every [`PROGRESS_EVERY_MS`] of simulated time (a progress
+    /// bar); it sees the run, it cannot change it.
+    pub progress: Option<Box<dyn FnMut(&RunProgress)>>,
+}
+
+/// Simulated time between two [`RunOptions::progress`] reports.
+pub const PROGRESS_EVERY_MS: u64 = 250;
+
+/// How far a run got: what a progress bar shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunProgress {
+    /// Simulated time so far.
+    pub sim_time_us: i64,
+    /// The run stops at this simulated time at the latest (`max_duration_ms`).
+    pub max_time_us: i64,
+    /// Connections the peer opened so far.
+    pub opened: u64,
+    /// Of those, connections whose peer program finished.
+    pub finished: u64,
 }
 
 /// Why a run could not be carried out (a run that finds silent loss is not an error).
@@ -355,6 +374,8 @@ pub(crate) struct RunCore {
     end: Instant,
     drain: Duration,
     phase: Phase,
+    progress: Option<Box<dyn FnMut(&RunProgress)>>,
+    next_progress: Instant,
 }
 
 impl RunCore {
@@ -399,6 +420,8 @@ impl RunCore {
             end: instant_ms(config.max_duration_ms),
             drain: Duration::from_millis(config.drain_ms),
             phase: Phase::Safety,
+            progress: options.progress,
+            next_progress: Instant::ZERO,
         })
     }
 
@@ -412,8 +435,18 @@ impl RunCore {
         }
     }
 
-    /// Whether the run stops at `t` (checked before anything runs at `t`).
-    pub(crate) fn stop_at(&self, t: Instant) -> Option<Stop> {
+    /// Whether the run stops at `t` (checked before anything runs at `t`); reports progress.
+    pub(crate) fn stop_at(&mut self, t: Instant) -> Option<Stop> {
+        if let Some(report) = self.progress.as_mut().filter(|_| t >= self.next_progress) {
+            let (opened, finished) = self.observer.oracle.connections();
+            report(&RunProgress {
+                sim_time_us: t.total_micros(),
+                max_time_us: self.end.total_micros(),
+                opened,
+                finished,
+            });
+            self.next_progress = t + Duration::from_millis(PROGRESS_EVERY_MS);
+        }
         if t > self.end {
             Some(Stop::TimedOut)
         } else if self.done_at().is_some_and(|d| t >= d) {

@@ -404,3 +404,29 @@ fn verdicts_recompute_from_the_events_alone() {
         assert_eq!(r.summary.violations() > 0, policy == "legacy", "{name}");
     }
 }
+
+/// A run reports its progress in simulated time, in order, up to every connection it opened,
+/// and reporting changes nothing the run does.
+#[test]
+fn progress_reports_follow_the_run_and_change_nothing() {
+    use std::sync::{Arc, Mutex};
+    let sim = sim_of("forum", &["device.policy=fixed"]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let options = RunOptions {
+        progress: Some(Box::new(move |p| sink.lock().unwrap().push(*p))),
+        ..RunOptions::default()
+    };
+    let r = sim.run_with(options).unwrap();
+    assert_eq!(r.trace_hash, sim.run().unwrap().trace_hash);
+    let seen = seen.lock().unwrap();
+    let every_us = sim::run::PROGRESS_EVERY_MS as i64 * 1000;
+    // Idle stretches are skipped whole, so reports are at least, not exactly, a period apart.
+    assert!(seen.len() > 10, "{}", seen.len());
+    assert!(seen
+        .windows(2)
+        .all(|w| w[1].sim_time_us >= w[0].sim_time_us + every_us));
+    let last = seen.last().unwrap();
+    assert_eq!(last.opened, r.summary.connections);
+    assert!(last.finished <= last.opened && last.finished > 0);
+}

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 mod crash;
 mod fit;
+mod progress;
 mod run;
 mod serve;
 mod sweep;

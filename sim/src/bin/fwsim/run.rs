@@ -51,7 +51,11 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return fail(e);
         }
     }
-    let report_ = match sim.run_with(options) {
+    let (bar, report_progress) = crate::progress::run_bar();
+    options.progress = Some(report_progress);
+    let report_ = sim.run_with(options);
+    bar.finish_and_clear();
+    let report_ = match report_ {
         Ok(r) => r,
         Err(e) => return fail(capture_error(&args, e)),
     };
