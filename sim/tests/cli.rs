@@ -989,3 +989,73 @@ fn stack_presets_and_rules_are_named_on_the_command_line() {
         &["esp32-arduino-2.0", "smoltcp-0.4", "both"],
     );
 }
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+/// Liveness: a hang fails the run (exit 3) naming the connection and the instant its progress
+/// stopped, in the table, the JSON and a sweep; the field's stream delivers every byte.
+#[test]
+fn a_hang_fails_with_stalled_and_the_field_stream_delivers() {
+    let stream = root().join("scenarios/field/photon-stream.toml");
+    let o = fwsim(&[
+        "run",
+        &stream.display().to_string(),
+        "--seed",
+        "2",
+        "--json",
+    ]);
+    let j = json_of(&o);
+    assert_eq!(status(&o), 0, "{}", text(&o));
+    assert_eq!(
+        (j["delivered"].as_u64(), j["stalled"].as_u64()),
+        (Some(3), Some(0))
+    );
+    // netem's per-packet chain (loss_r_step_us = 0) holds seed 2's fade for tens of seconds:
+    // the 10 MiB stream stops at about 1 MB, which must fail, not pass.
+    let hang = [scenario("stream"), "--seed".into(), "2".into()];
+    let netem = "link.loss_r_step_us=0";
+    let o = fwsim(&["run", &hang[0], "--seed", "2", "--set", netem]);
+    let t = text(&o);
+    assert_eq!(status(&o), 3, "{t}");
+    assert!(t.contains("STALLED (no progress from"), "{t}");
+    assert!(t.contains("LIVENESS FAILURE: 1 stalled"), "{t}");
+    assert!(t.contains("port 40000 made no progress from"), "{t}");
+    assert!(!t.contains("no silent loss"), "{t}");
+    let o = fwsim(&["run", &hang[0], "--seed", "2", "--set", netem, "--json"]);
+    let j = json_of(&o);
+    assert_eq!(j["outcome"], "liveness_failure");
+    assert!(j["rows"][0]["stalled_at_us"].as_i64().unwrap() > 1_000_000);
+    let o = fwsim(&["sweep", &hang[0], "--seeds", "1..=3", "--set", netem]);
+    let t = text(&o);
+    assert_eq!(status(&o), 3, "{t}");
+    assert!(
+        t.contains("liveness failure (stalled or unfinished)"),
+        "{t}"
+    );
+    assert!(t.contains("run ") && t.contains("--seed 2"), "{t}");
+}
+
+/// A run stopped by its time limit while connections still ran is a liveness failure when
+/// others finished (exit 3), and nothing tested when none did (exit 2): never a pass.
+#[test]
+fn unfinished_connections_are_never_a_pass() {
+    let full = json_of(&fwsim(&args(&forum_with(&["--policy", "fixed", "--json"]))));
+    // Stop the run 1 ms after its third connection opened: two finished, one in flight.
+    let third_ms = full["rows"][2]["opened_at_us"].as_i64().unwrap() / 1000 + 1;
+    let limit = format!("max_duration_ms={third_ms}");
+    let o = fwsim(&args(&forum_with(&["--policy", "fixed", "--set", &limit])));
+    let t = text(&o);
+    assert_eq!(status(&o), 3, "{t}");
+    assert!(
+        t.contains("LIVENESS FAILURE: 0 stalled, 1 unfinished"),
+        "{t}"
+    );
+    assert!(t.contains("UNFINISHED"), "{t}");
+    let first_ms = full["rows"][0]["opened_at_us"].as_i64().unwrap() / 1000 + 1;
+    let limit = format!("max_duration_ms={first_ms}");
+    let o = fwsim(&args(&forum_with(&["--policy", "fixed", "--set", &limit])));
+    assert_eq!(status(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("NOTHING TESTED"), "{}", text(&o));
+}

@@ -24,13 +24,21 @@ mod sweep;
 /// simulated peers over a seeded WLAN link model, and reports every connection whose
 /// acknowledged bytes never reached the application ("silent loss").
 ///
-/// Exit status: 0 connections were tested and none was lost silently; 1 silent loss found;
-/// 2 usage or input error, or the run (or sweep, or a point of a fit) tested nothing: no
-/// connection reached a verdict. Output files other than --pcap are written whole or not at
-/// all: a failed command leaves none half-written. Set RUST_LOG=fwsim=debug for a trace of
-/// every event.
+/// Exit status (run, sweep, merge, serve; fit and from-crash as their help says):
+///   0  connections were tested; each was delivered or failed visibly to the peer (refused,
+///      reset), and every one finished
+///   1  silent loss: acknowledged bytes or a completed handshake never reached the app
+///   2  usage or input error, or nothing tested: no connection reached a verdict
+///   3  liveness failure only: a connection stalled (no progress for liveness_ms while it
+///      waited on the device) or was unfinished when the run stopped
+/// Safety beats liveness: a run with both exits 1.
+///
+/// Output files other than the captures (--pcap, --pcap-air) are written whole or not at all:
+/// a failed command leaves
+/// none half-written. Set RUST_LOG=fwsim=debug for a trace of every event.
 #[derive(Parser)]
 #[command(
+    verbatim_doc_comment,
     name = "fwsim",
     version,
     about = "Deterministic network simulator for embedded firmware TCP code.",
@@ -115,7 +123,8 @@ enum Command {
     /// nearest its middle, with the command that reproduces it.
     ///
     /// A point where no connection reached a verdict shows "nothing tested", is never in the
-    /// region nor chosen, and makes the fit exit 2.
+    /// region nor chosen, and makes the fit exit 2; a point where a connection stalled or was
+    /// unfinished shows "liveness failure", is never chosen either, and makes it exit 3.
     ///
     /// Example:
     ///   fwsim fit scenarios/forum.toml --policy legacy --target loss_fraction=0.40..0.50 \
