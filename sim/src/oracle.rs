@@ -416,31 +416,29 @@ pub struct Summary {
 impl Summary {
     /// Adds up the rows.
     pub fn of(rows: &[ConnReport]) -> Summary {
-        let mut s = Summary {
-            connections: rows.len() as u64,
-            ..Summary::default()
-        };
+        let mut s = Summary::default();
         for r in rows {
-            match r.verdict {
-                Verdict::Delivered => s.delivered += 1,
-                Verdict::DataSilentlyLost => s.silently_lost += 1,
-                Verdict::NeverAccepted => s.never_accepted += 1,
-                Verdict::Corrupted => s.corrupted += 1,
-                Verdict::RefusedVisibly => s.refused_visible += 1,
-                Verdict::Stalled => s.stalled += 1,
-                Verdict::Unfinished => s.unfinished += 1,
-                Verdict::AbortedByPeer => s.aborted_by_peer += 1,
-            }
-            s.bytes_acked += r.bytes_acked;
-            s.bytes_delivered += r.device.bytes_read.min(r.bytes_acked);
+            s.add(r);
         }
-        let violations = s.silently_lost + s.never_accepted + s.corrupted;
-        s.loss_fraction = if s.connections == 0 {
-            0.0
-        } else {
-            violations as f64 / s.connections as f64
-        };
         s
+    }
+
+    /// Adds one row (live mode adds each connection as it is judged, and keeps only some rows).
+    pub fn add(&mut self, r: &ConnReport) {
+        self.connections += 1;
+        match r.verdict {
+            Verdict::Delivered => self.delivered += 1,
+            Verdict::DataSilentlyLost => self.silently_lost += 1,
+            Verdict::NeverAccepted => self.never_accepted += 1,
+            Verdict::Corrupted => self.corrupted += 1,
+            Verdict::RefusedVisibly => self.refused_visible += 1,
+            Verdict::Stalled => self.stalled += 1,
+            Verdict::Unfinished => self.unfinished += 1,
+            Verdict::AbortedByPeer => self.aborted_by_peer += 1,
+        }
+        self.bytes_acked += r.bytes_acked;
+        self.bytes_delivered += r.device.bytes_read.min(r.bytes_acked);
+        self.loss_fraction = self.violations() as f64 / self.connections as f64;
     }
 
     /// Connections that broke the no-silent-loss rule.
@@ -457,6 +455,34 @@ impl Summary {
     /// finished or stalled.
     pub fn tested(&self) -> u64 {
         self.connections - self.unfinished
+    }
+}
+
+/// Live mode: connections whose payload is their own, judged and taken out one by one once
+/// their verdicts are final, so a long `fwsim serve` holds only the connections still open.
+impl Oracle {
+    /// Takes the opening of a connection from `port` that sends `payload` rather than a
+    /// workload's (live mode: what the host sends, known as it sends it). The port must have
+    /// no connection: take the previous one out first.
+    pub fn open(&mut self, at: Instant, port: u16, workload: usize, payload: Payload) {
+        self.peer.open(at, port, workload, payload);
+        self.device.push(DeviceSide::default());
+        self.progress.push(Progress {
+            last_at: at,
+            stalled_at: None,
+        });
+    }
+
+    /// Judges the connection opened most recently on `port` as it stands at `now`, and takes
+    /// it out: later events of the port are ignored (peer events are an error) until a
+    /// connection opens on it.
+    pub fn take(&mut self, port: u16, now: Instant) -> Option<ConnReport> {
+        let (i, record) = self.peer.take(port)?;
+        let mut one = Oracle::new(Vec::new(), self.liveness.total_millis());
+        one.peer.insert(record);
+        one.device.push(self.device.remove(i));
+        one.progress.push(self.progress.remove(i));
+        one.judge(now).pop()
     }
 }
 

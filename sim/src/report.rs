@@ -72,6 +72,11 @@ pub fn human(report: &RunReport, all_rows: bool) -> String {
             report.rows.len() - shown
         );
     }
+    let unkept = s.connections.saturating_sub(report.rows.len() as u64);
+    if unkept > 0 {
+        // Live mode keeps the violations and the first rows of the others.
+        let _ = writeln!(out, "  ... {unkept} more rows not kept");
+    }
     let _ = writeln!(
         out,
         "summary: {} connections: {} delivered, {} data silently lost, {} never accepted, {} corrupted, {} visible to peer, {} aborted by peer, {} stalled, {} unfinished | bytes acked {} delivered {} | loss {:.1}% | trace {}",

@@ -6,7 +6,10 @@
 #[path = "live/harness.rs"]
 mod harness;
 
-use harness::{control, nc_loop, ns_name, python_echo, python_send, say, skipped, Netns, Serve};
+use harness::{
+    control, nc_loop, ns_name, python_echo, python_hold, python_many, python_send, say, skipped,
+    Netns, Serve,
+};
 use serde_json::json;
 use sim::live::join;
 use sim::{Summary, Verdict};
@@ -18,6 +21,18 @@ fn namespace(test: &str) -> Option<Netns> {
         return None;
     }
     Some(Netns::create(&ns_name(test)).expect("network namespace"))
+}
+
+/// The namespace of a live test that reads captures with tshark, or `None` (after saying why)
+/// when it cannot run.
+fn namespace_with_tshark(test: &str) -> Option<Netns> {
+    let ns = namespace(test)?;
+    let tshark = std::process::Command::new("tshark").arg("-v").output();
+    if tshark.is_err() {
+        skipped(test, "`tshark` is not installed");
+        return None;
+    }
+    Some(ns)
 }
 
 /// The report's rows, as counts per verdict, for messages.
@@ -41,6 +56,7 @@ fn legacy_loses_nc_messages_silently() {
     let records = nc_loop(&ns, 6000, 100, 100);
     let served = serve.stop();
     assert_eq!(records.len(), 100);
+    assert_eq!(served.code, Some(1), "silent loss exits 1, as `run` does");
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
     say(&format!("live legacy, 100 nc sends: {}", table(&rows)));
@@ -77,6 +93,7 @@ fn legacy_multi_client_shows_both_failure_shapes() {
     let serve = Serve::start(&ns, "fwm0", &args);
     let records = nc_loop(&ns, 6000, 60, 100);
     let served = serve.stop();
+    assert_eq!(served.code, Some(1));
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
     say(&format!(
@@ -97,6 +114,7 @@ fn fixed_loses_nothing_from_nc_or_python() {
     let mut records = nc_loop(&ns, 6000, 100, 100);
     records.extend(python_send(&ns, 6000, 50, 100, "68656c6c6f0a"));
     let served = serve.stop();
+    assert_eq!(served.code, Some(0));
     let rows = join(&records, &served.events).unwrap();
     let s = Summary::of(&rows);
     say(&format!(
@@ -123,6 +141,7 @@ fn fixed_loses_nothing_over_300_nc_sends() {
     let serve = Serve::start(&ns, "fwh0", &["--app", "forum", "--policy", "fixed"]);
     let records = nc_loop(&ns, 6000, 300, 100);
     let served = serve.stop();
+    assert_eq!(served.code, Some(0));
     let rows = join(&records, &served.events).unwrap();
     say(&format!("live fixed, 300 nc sends: {}", table(&rows)));
     assert_eq!(rows.len(), 300);
@@ -217,7 +236,7 @@ fn control_endpoint_runs_the_vendor_test_servers() {
         json!({"address": harness::DEVICE})
     );
     assert_eq!(post(json!({"cmd": "stopServers"})), json!({}));
-    serve.stop();
+    assert_eq!(serve.stop().code, Some(0), "the echoes were delivered");
 }
 
 /// Bad input exits 2 with an error naming the flag, and leaves no interface behind.
@@ -288,20 +307,9 @@ fn bad_input_is_an_error_and_leaves_nothing_behind() {
 /// application read the data (the field bug's race; under fixed the data is still read).
 #[test]
 fn live_pcap_shows_the_fin_before_the_read() {
-    let Some(ns) = namespace("live_pcap_shows_the_fin_before_the_read") else {
+    let Some(ns) = namespace_with_tshark("live_pcap_shows_the_fin_before_the_read") else {
         return;
     };
-    if std::process::Command::new("tshark")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
-        skipped(
-            "live_pcap_shows_the_fin_before_the_read",
-            "`tshark` is not installed",
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("live.pcap");
     let pcap_arg = pcap.to_str().unwrap();
@@ -309,6 +317,7 @@ fn live_pcap_shows_the_fin_before_the_read() {
     // Ten connections: in about half of them the FIN comes before the loop's next read.
     let records = nc_loop(&ns, 6000, 10, 100);
     let served = serve.stop();
+    assert_eq!(served.code, Some(0));
     let out = std::process::Command::new("tshark")
         .args(["-r", pcap_arg, "-T", "fields", "-e", "frame.time_epoch"])
         .args([
@@ -384,6 +393,7 @@ fn vendor_test_client_passes_under_fixed() {
     let Some(ns) = namespace("vendor_test_client_passes_under_fixed") else {
         return;
     };
+    let _alone = harness::exclusive();
     let serve = Serve::start(
         &ns,
         "fwv0",
@@ -401,7 +411,13 @@ fn vendor_test_client_passes_under_fixed() {
     let out = ns
         .run(&["timeout", "900", "python3", script, url, "50"])
         .expect("vendor client");
-    serve.stop();
+    let served = serve.stop();
+    assert_eq!(
+        served.code,
+        Some(0),
+        "fixed loses nothing: {}",
+        served.report
+    );
     let results: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -421,4 +437,163 @@ fn vendor_test_client_passes_under_fixed() {
         let r = results.iter().find(|r| r["test"] == name).unwrap();
         assert_eq!(r["passed"], true, "{r}");
     }
+}
+
+/// `serve` exits as `run` does: stopped before any connection, it tested nothing (exit 2).
+#[test]
+fn serve_that_tested_nothing_exits_2() {
+    let Some(ns) = namespace("serve_that_tested_nothing_exits_2") else {
+        return;
+    };
+    let served = Serve::start(&ns, "fwn0", &["--policy", "fixed"]).stop();
+    assert_eq!(served.code, Some(2));
+    assert_eq!(served.report["outcome"], "nothing_tested");
+}
+
+/// 20,000 connections: each is judged and dropped once its verdict is final, so serve's
+/// memory after all of them stays within twice what it was after the first 1,000 (when every
+/// event was kept for the end, it grew by about 1.1 KB per connection). The report still
+/// counts every connection and keeps the first ten rows.
+#[test]
+fn memory_stays_bounded_over_20000_connections() {
+    let Some(ns) = namespace("memory_stays_bounded_over_20000_connections") else {
+        return;
+    };
+    let _alone = harness::exclusive();
+    // Room for 20,000 client ports: each stays in TIME-WAIT for a minute.
+    ns.run(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"])
+        .unwrap();
+    // A fast loop and Wi-Fi worker: 20,000 connections in seconds rather than minutes.
+    let fast = [
+        "--policy",
+        "fixed",
+        "--set",
+        "device.loop_period_us=100",
+        "--set",
+        "device.worker_delay_max_us=50",
+    ];
+    let serve = Serve::start(&ns, "fwr0", &fast);
+    let first = python_many(&ns, 6000, 1_000, 4, harness::FIELD_HEX);
+    let rss_first_kib = serve.rss_kib();
+    let rest = python_many(&ns, 6000, 19_000, 4, harness::FIELD_HEX);
+    let rss_all_kib = serve.rss_kib();
+    let (code, report) = serve.stop_report();
+    say(&format!(
+        "live memory: VmRSS {rss_first_kib} KiB after 1,000 connections, {rss_all_kib} KiB after \
+         20,000; {} delivered",
+        report["delivered"]
+    ));
+    assert_eq!(first + rest, 20_000, "every client connection completed");
+    assert!(
+        rss_all_kib <= 2 * rss_first_kib,
+        "VmRSS grew from {rss_first_kib} KiB to {rss_all_kib} KiB"
+    );
+    assert_eq!(report["connections"], 20_000);
+    assert_eq!(report["delivered"], 20_000);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(code, Some(0));
+}
+
+/// The ports of the connections whose SYN toward port 6000 a capture shows, as tshark reads
+/// it; tshark's error if it cannot read the file.
+fn captured_syns(pcap: &str) -> Result<Vec<u16>, String> {
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap, "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0"])
+        .args(["-T", "fields", "-e", "tcp.srcport"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// A killed serve leaves a readable capture: the file is written through every half second,
+/// a whole packet at a time, so while serve runs and after SIGKILL tshark reads every
+/// connection (the capture used to be written only at the end: 0 bytes after a kill).
+#[test]
+fn a_killed_serve_leaves_a_readable_pcap() {
+    let Some(ns) = namespace_with_tshark("a_killed_serve_leaves_a_readable_pcap") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("killed.pcap");
+    let pcap = pcap.to_str().unwrap();
+    let serve = Serve::start(&ns, "fwk0", &["--policy", "fixed", "--pcap", pcap]);
+    let records = python_send(&ns, 6000, 5, 0, "68656c6c6f0a");
+    let ports: Vec<u16> = records.iter().map(|r| r.port.unwrap()).collect();
+    let all_shown = |syns: &[u16]| ports.iter().all(|p| syns.contains(p));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Read while serve writes: the last packet may be cut, so a failure is retried.
+        if captured_syns(pcap).is_ok_and(|syns| all_shown(&syns)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve's capture does not show the 5 connections while it runs: {:?}",
+            captured_syns(pcap)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    serve.kill();
+    let syns = captured_syns(pcap).expect("tshark reads the capture of a killed serve");
+    assert!(all_shown(&syns), "ports {ports:?}, SYNs {syns:?}");
+}
+
+/// A capture that cannot be written (`/dev/full`) stops serve at its first write-through:
+/// the report, then the error naming the file, exit 2; no panic.
+#[test]
+fn a_capture_that_cannot_be_written_stops_serve() {
+    let Some(ns) = namespace("a_capture_that_cannot_be_written_stops_serve") else {
+        return;
+    };
+    let mut serve = Serve::start(&ns, "fwd0", &["--pcap", "/dev/full"]);
+    let code = serve.wait("serve went on without its capture");
+    let stderr = serve.stderr_text();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("fwsim: --pcap /dev/full: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `serve --json | head`: once stdout is closed, serve stops as on Ctrl-C: no panic, the
+/// report on stderr, the exit status from the report, and the host's open connection reset
+/// rather than left hanging.
+#[test]
+fn a_closed_stdout_ends_serve_cleanly() {
+    use std::io::{BufRead, BufReader};
+
+    let Some(ns) = namespace("a_closed_stdout_ends_serve_cleanly") else {
+        return;
+    };
+    let (mut serve, stdout) = Serve::start_piped(&ns, "fwo0", &["--policy", "fixed"]);
+    let mut held = python_hold(&ns, 6000, "68656c6c6f0a", 30);
+    let mut held_lines = BufReader::new(held.stdout.take().unwrap()).lines();
+    let sent: serde_json::Value = serde_json::from_str(&held_lines.next().unwrap().unwrap())
+        .expect("the held client's first line");
+    assert_eq!(sent["sent"], true, "{sent}");
+    // Read serve's events until the app read the held connection's data, then close the pipe.
+    let mut lines = BufReader::new(stdout).lines();
+    let read_line = lines.by_ref().map(Result::unwrap).find(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        e["source"] == "app" && e["event"] == "read"
+    });
+    assert!(read_line.is_some(), "serve printed no app read");
+    drop(lines);
+    // A second client's connection makes serve write again: the write fails, serve stops.
+    python_send(&ns, 6000, 1, 0, "00");
+    let code = serve.wait("serve did not end after its stdout closed");
+    let stderr = serve.stderr_text();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("fwsim serve: stdout:"), "{stderr}");
+    assert!(
+        stderr.contains("summary: ") && stderr.contains("verdict: no silent loss"),
+        "the report goes to stderr: {stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let ended: serde_json::Value = serde_json::from_str(&held_lines.next().unwrap().unwrap())
+        .expect("the held client's last line");
+    assert_eq!(ended["ended"], "reset", "{ended}");
+    held.wait().unwrap();
 }

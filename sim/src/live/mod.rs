@@ -7,6 +7,7 @@
 //! - `run`: the live loop around the simulator's device node and link model;
 //! - [`wire`]: the host's side of each connection as the wire shows it (peer events);
 //! - [`events`]: the JSON lines of `serve --json`, and reading them back;
+//! - `tally`: each connection judged and dropped once its verdict is final;
 //! - [`join`]: client records joined with the device's events through the oracle;
 //! - [`control`]: the control endpoint (the vendor test app's USB requests over HTTP).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod join;
 mod run;
+mod tally;
 pub mod tun;
 pub mod wire;
 

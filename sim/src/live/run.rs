@@ -20,13 +20,14 @@ use super::clock::WallClock;
 use super::control::{self, ControlServer};
 use super::error::LiveError;
 use super::events::LiveEvent;
+use super::tally::Tally;
 use super::tun::Tun;
-use super::wire::WirePeer;
+use super::wire::{WireEvent, WirePeer};
 use crate::capture::Capture;
 use crate::link::Preset;
 use crate::node::DeviceNode;
 use crate::observer::{Observed, ObservedEvent, Observer};
-use crate::oracle::{Oracle, Summary};
+use crate::oracle::Oracle;
 use crate::phy::Wire;
 use crate::run::{Prepared, Replay, RunLabel, RunReport};
 use crate::scenario::{self, AppName, LinkSpec, PolicyName, Scenario, Set};
@@ -34,6 +35,10 @@ use crate::trace::Trace;
 
 /// Longest wait between two looks at the stop flag and the control endpoint.
 const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// How often the capture is written through to its file: a capture read while `serve` runs,
+/// or after it was killed, misses at most the last second.
+const PCAP_SYNC: Duration = Duration::from_millis(500);
 
 /// What `fwsim serve` runs.
 #[derive(Debug, Clone)]
@@ -64,9 +69,11 @@ pub struct ServeOptions {
 /// How a live run ended: its report, and the error that ended it early, if one did.
 #[derive(Debug)]
 pub struct Served {
-    /// The per-connection report so far.
+    /// The per-connection report so far: every connection in the summary; as rows, every
+    /// violation and the first ten others.
     pub report: RunReport,
-    /// What stopped the run before `stop` was set (the interface deleted from outside).
+    /// What stopped the run before `stop` was set (the interface deleted from outside, the
+    /// capture file failing).
     pub stopped_by: Option<LiveError>,
 }
 
@@ -80,33 +87,44 @@ pub struct Live {
     pcap: Option<PathBuf>,
 }
 
-/// Everything the loop observed, in order, and where each event goes as it happens.
+/// Where each event the loop observes goes as it happens: out, and to the tally (the oracle
+/// has the device's and the app's already). Nothing is kept.
 struct Log<'a> {
     clock: WallClock,
-    events: Vec<Observed>,
-    peer: Vec<crate::peer::PeerEvent>,
+    tally: Tally,
+    wire: Vec<WireEvent>,
     out: &'a mut dyn FnMut(&LiveEvent),
 }
 
 impl Log<'_> {
     /// Takes the wire view's and the observer's new events.
     fn take(&mut self, now: Instant, tap: &mut WirePeer, observer: &mut Observer) {
-        tap.take_events(&mut self.peer);
-        let at_us = now.total_micros();
-        let peer = self.peer.drain(..).map(|e| Observed {
-            at_us,
-            event: ObservedEvent::Peer(e),
-        });
-        let peer: Vec<Observed> = peer.collect();
-        let kept = observer
-            .kept
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
-        for e in peer.into_iter().chain(kept) {
-            let unix_us = self.clock.unix_us(Instant::from_micros(e.at_us));
-            (self.out)(&LiveEvent::of(&e, unix_us));
-            self.events.push(e);
+        let Log {
+            clock,
+            tally,
+            wire,
+            out,
+        } = self;
+        tap.take_events(wire);
+        for e in wire.drain(..) {
+            let observed = Observed {
+                at_us: now.total_micros(),
+                event: ObservedEvent::Peer(e.event.clone()),
+            };
+            out(&LiveEvent::of(&observed, clock.unix_us(now)));
+            tally.peer(&mut observer.oracle, now, e);
+        }
+        let kept = observer.kept.as_mut().map(std::mem::take);
+        for e in kept.unwrap_or_default() {
+            out(&LiveEvent::of(
+                &e,
+                clock.unix_us(Instant::from_micros(e.at_us)),
+            ));
+            tally.device(
+                &mut observer.oracle,
+                Instant::from_micros(e.at_us),
+                &e.event,
+            );
         }
     }
 }
@@ -157,14 +175,12 @@ impl Live {
         self.control.as_ref().map(ControlServer::addr)
     }
 
-    /// Runs until `stop` is set (or the interface fails), handing each event to `out` as it
-    /// happens; then judges every connection the host opened with the oracle (the peer's side
-    /// as the wire showed it). The report is there even when the interface failed.
-    pub fn run(
-        mut self,
-        stop: &AtomicBool,
-        out: &mut dyn FnMut(&LiveEvent),
-    ) -> Result<Served, LiveError> {
+    /// Runs until `stop` is set (or the interface or the capture fails), handing each event
+    /// to `out` as it happens; the oracle judges each connection the host opened (the peer's
+    /// side as the wire showed it) once its verdict is final, and the ones still open at the
+    /// end as they stand. Then the host's open connections are reset, so no client hangs on
+    /// an interface that is gone. The report is there even when the run failed.
+    pub fn run(mut self, stop: &AtomicBool, out: &mut dyn FnMut(&LiveEvent)) -> Served {
         let clock = WallClock::start();
         let seed = self.prep.scenario.seed;
         let mut wire = Wire::new(&self.prep.scenario, seed);
@@ -181,15 +197,16 @@ impl Live {
         let mut tap = WirePeer::new();
         let mut log = Log {
             clock,
-            events: Vec::new(),
-            peer: Vec::new(),
+            tally: Tally::default(),
+            wire: Vec::new(),
             out,
         };
         let mut stopped_by = None;
+        let mut next_sync = now + PCAP_SYNC;
         while !stop.load(Ordering::Relaxed) {
             now = clock.now();
-            if let Err(e) = self.tun.check() {
-                stopped_by = Some(LiveError::Tun(e));
+            if let Err(e) = self.look(now, &mut next_sync) {
+                stopped_by = Some(e);
                 break;
             }
             while let Some(packet) = self.tun.recv(now) {
@@ -219,8 +236,38 @@ impl Live {
                 break;
             }
         }
-        let report = self.finish(clock.now(), &tap, log.events, &wire, &observer)?;
-        Ok(Served { report, stopped_by })
+        let capture_error = self.sync_capture().err();
+        let report = self.report(clock.now(), log.tally, &wire, &observer);
+        // Not through the wire view: serve's own goodbye is no part of what is judged.
+        if self.tun.check().is_ok() {
+            for packet in tap.resets() {
+                self.tun.send(now, &packet);
+            }
+        }
+        Served {
+            report,
+            stopped_by: stopped_by.or(capture_error),
+        }
+    }
+
+    /// Looks at the interface, and writes the capture through to its file when it is time.
+    fn look(&mut self, now: Instant, next_sync: &mut Instant) -> Result<(), LiveError> {
+        self.tun.check()?;
+        if now >= *next_sync {
+            *next_sync = now + PCAP_SYNC;
+            self.sync_capture()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the capture through to its file.
+    fn sync_capture(&mut self) -> Result<(), LiveError> {
+        match (self.capture.as_mut(), &self.pcap) {
+            (Some(capture), Some(path)) => {
+                capture.sync().map_err(|e| LiveError::Pcap(path.clone(), e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Waits until the device's next event or a packet from the host (at most `MAX_WAIT`).
@@ -287,23 +334,11 @@ impl Live {
         }
     }
 
-    /// Closes the capture and judges the connections.
-    fn finish(
-        mut self,
-        now: Instant,
-        tap: &WirePeer,
-        events: Vec<Observed>,
-        wire: &Wire,
-        observer: &Observer,
-    ) -> Result<RunReport, LiveError> {
-        if let (Some(capture), Some(path)) = (self.capture.as_mut(), &self.pcap) {
-            capture
-                .finish()
-                .map_err(|e| LiveError::Pcap(path.clone(), e))?;
-        }
+    /// The report: the connections judged so far, and the ones still open as they stand.
+    fn report(&self, now: Instant, tally: Tally, wire: &Wire, observer: &Observer) -> RunReport {
+        let (summary, rows) = tally.finish(&observer.oracle, now);
         let s = &self.prep.scenario;
-        let rows = Oracle::replay(tap.payloads(), s.liveness_ms, &events, now);
-        Ok(RunReport {
+        RunReport {
             label: RunLabel {
                 scenario: format!("live:{}", self.tun.name()),
                 policy: self.prep.policy.name().into(),
@@ -312,17 +347,17 @@ impl Live {
             },
             replay: "live runs are not replayable: the clients and the wall clock decide".into(),
             seed: s.seed,
-            summary: Summary::of(&rows),
+            summary,
             rows,
             trace_hash: observer.trace.hash(),
             trace_events: observer.trace.events(),
             trace_lines: None,
-            events: Some(events),
+            events: None,
             sim_time_us: now.total_micros(),
             uplink: wire.uplink.stats(),
             downlink: wire.downlink.stats(),
             timed_out: false,
             turmoil_tick: None,
-        })
+        }
     }
 }

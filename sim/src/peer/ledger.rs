@@ -208,9 +208,7 @@ impl PeerLedger {
                 .get(workload)
                 .ok_or(LedgerError::UnknownWorkload(workload))?
                 .clone();
-            self.by_port.insert(port, self.records.len());
-            self.records
-                .push(PeerConnRecord::opened(workload, port, at, payload));
+            self.open(at, port, workload, payload);
             return Ok(());
         }
         let r = self
@@ -232,6 +230,31 @@ impl PeerLedger {
             PeerEvent::Finished { .. } => r.finished = true,
         }
         Ok(())
+    }
+
+    /// A connection `workload` opened from `port` at `at`, sending `payload` rather than the
+    /// workload's (live mode: the bytes the host sends, known as it sends them).
+    pub fn open(&mut self, at: Instant, port: u16, workload: usize, payload: Payload) {
+        self.insert(PeerConnRecord::opened(workload, port, at, payload));
+    }
+
+    /// Adds a record as it stands, as the newest connection on its port (one taken out of
+    /// another ledger, to be judged alone).
+    pub fn insert(&mut self, record: PeerConnRecord) {
+        self.by_port.insert(record.local_port, self.records.len());
+        self.records.push(record);
+    }
+
+    /// Takes out the connection opened most recently on `port`: its index in
+    /// [`PeerLedger::records`] before, and its record. Events of the port are errors again
+    /// until a connection opens on it.
+    pub fn take(&mut self, port: u16) -> Option<(usize, PeerConnRecord)> {
+        let i = self.by_port.remove(&port)?;
+        let record = self.records.remove(i);
+        for later in self.by_port.values_mut().filter(|j| **j > i) {
+            *later -= 1;
+        }
+        Some((i, record))
     }
 
     /// The records so far, in opening order.

@@ -514,6 +514,7 @@ fn drain_rx(socket: &mut tcp::Socket<'_>) {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
     use std::cmp::Reverse;
     use std::rc::Rc;
 
@@ -538,6 +539,7 @@ mod tests {
         for p in [
             Payload::Counting(1000),
             Payload::Bytes(Rc::from(&(0..=255u8).rev().collect::<Vec<_>>()[..])),
+            Payload::Growing(Rc::new(RefCell::new((0..=255u8).rev().collect()))),
         ] {
             let mut buf = vec![0; 200];
             p.fill(37, &mut buf);
@@ -570,6 +572,19 @@ mod tests {
         );
         assert_eq!(bytes.first_mismatch(3, &[]), None);
         assert_eq!(Payload::Counting(3).first_mismatch(18, &[1]), Some(18));
+    }
+
+    /// A growing payload is checked against what was sent so far: bytes not sent yet are a
+    /// mismatch until they are.
+    #[test]
+    fn growing_payload_checks_what_was_sent_so_far() {
+        let sent = Rc::new(RefCell::new(b"ab".to_vec()));
+        let p = Payload::Growing(sent.clone());
+        assert_eq!(p.first_mismatch(0, b"abc"), Some(2));
+        sent.borrow_mut().extend_from_slice(b"cd");
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.first_mismatch(1, b"bcd"), None);
+        assert_eq!(p.first_mismatch(2, b"cx"), Some(3));
     }
 
     // --- Schedule ---
@@ -959,6 +974,35 @@ mod tests {
         let slots = compacted.peer.sockets.iter().count();
         assert!(slots <= 2 * COMPACT_MIN, "{slots} sockets left in the set");
         assert!(compacted.peer.quiet() && compacted.peer.finished());
+    }
+
+    /// Taking a connection out leaves the others' events in place, and its port unknown
+    /// until a connection opens on it again.
+    #[test]
+    fn ledger_takes_connections_out() {
+        let mut ledger = PeerLedger::new(Vec::new());
+        let t = Instant::from_millis;
+        for (i, port) in [40000, 40001, 40002].into_iter().enumerate() {
+            ledger.open(t(i as i64), port, i, Payload::Counting(i as u64));
+        }
+        let (index, record) = ledger.take(40001).unwrap();
+        assert_eq!((index, record.local_port, record.workload), (1, 40001, 1));
+        assert!(ledger.take(40001).is_none());
+        let sent = PeerEvent::Sent {
+            port: 40002,
+            bytes: 4,
+        };
+        ledger.apply(t(5), &sent).unwrap();
+        assert_eq!(ledger.records()[1].bytes_sent, 4);
+        assert_eq!(ledger.current(40002), Some(1));
+        let lost = PeerEvent::Sent {
+            port: 40001,
+            bytes: 1,
+        };
+        assert_eq!(
+            ledger.apply(t(6), &lost),
+            Err(LedgerError::UnknownPort(40001))
+        );
     }
 
     #[test]

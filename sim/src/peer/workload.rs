@@ -1,5 +1,6 @@
 //! What a workload is: its program, schedule and payload, as a scenario's `[[peer]]` says.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,9 @@ pub enum Payload {
     Bytes(Rc<[u8]>),
     /// `len` bytes of the counting pattern `offset % 256`.
     Counting(u64),
+    /// The bytes sent so far, growing as they are sent: live mode's connections, whose
+    /// payload is what the host sends (the wire view appends to it).
+    Growing(Rc<RefCell<Vec<u8>>>),
 }
 
 impl Payload {
@@ -113,6 +117,7 @@ impl Payload {
         match self {
             Payload::Bytes(b) => b.len() as u64,
             Payload::Counting(n) => *n,
+            Payload::Growing(b) => b.borrow().len() as u64,
         }
     }
 
@@ -126,6 +131,7 @@ impl Payload {
         match self {
             Payload::Bytes(b) => b[offset as usize],
             Payload::Counting(_) => offset as u8,
+            Payload::Growing(b) => b.borrow()[offset as usize],
         }
     }
 
@@ -137,6 +143,10 @@ impl Payload {
                 buf.copy_from_slice(&b[from..from + buf.len()]);
             }
             Payload::Counting(_) => fill_counting(offset, buf),
+            Payload::Growing(b) => {
+                let from = offset as usize;
+                buf.copy_from_slice(&b.borrow()[from..from + buf.len()]);
+            }
         }
     }
 
@@ -145,13 +155,9 @@ impl Payload {
         // Bytes beyond the end are a mismatch; compare only the part that can match.
         let fits = (self.len().saturating_sub(offset) as usize).min(data.len());
         let within = match self {
-            Payload::Bytes(b) => {
-                // `offset` may lie beyond the end (then `fits` is 0).
-                let from = (offset.min(b.len() as u64)) as usize;
-                let expected = &b[from..from + fits];
-                data[..fits].iter().zip(expected).position(|(a, e)| a != e)
-            }
+            Payload::Bytes(b) => first_bytes_mismatch(b, offset, &data[..fits]),
             Payload::Counting(_) => first_counting_mismatch(offset, &data[..fits]),
+            Payload::Growing(b) => first_bytes_mismatch(&b.borrow(), offset, &data[..fits]),
         };
         match within {
             Some(i) => Some(offset + i as u64),
@@ -159,6 +165,15 @@ impl Payload {
             None => None,
         }
     }
+}
+
+/// Index of the first byte of `data` (starting at `offset`, and no longer than what `bytes`
+/// has from there) that differs from `bytes`.
+fn first_bytes_mismatch(bytes: &[u8], offset: u64, data: &[u8]) -> Option<usize> {
+    // `offset` may lie beyond the end (then `data` is empty).
+    let from = (offset.min(bytes.len() as u64)) as usize;
+    let expected = &bytes[from..from + data.len()];
+    data.iter().zip(expected).position(|(a, e)| a != e)
 }
 
 /// The counting pattern twice, so any 256-byte window of it is one slice.

@@ -9,6 +9,12 @@ echo ADDR PORT HEX
     One connection: send HEX, read the same number of bytes back; one JSON object.
 post URL JSON
     HTTP POST of JSON; prints the reply body.
+many ADDR PORT COUNT THREADS HEX
+    COUNT connections as fast as THREADS threads open them one after another (each sends HEX,
+    closes its side and reads until the peer closes); one JSON object with the counts.
+hold ADDR PORT HEX SECONDS
+    One connection: send HEX, then wait (at most SECONDS) for the peer to end it; one JSON
+    object saying how it ended (eof, reset or timeout).
 
 Every wait is bounded; nothing here runs forever.
 """
@@ -18,6 +24,7 @@ import socket
 import struct
 import sys
 import termios
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -91,6 +98,56 @@ def echo(addr, port, hexdata):
     print(json.dumps(out), flush=True)
 
 
+def quick(addr, port, data):
+    """One connection of `many`: True if every byte was sent and the peer closed."""
+    try:
+        with socket.create_connection((addr, port), timeout=TIMEOUT_S) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
+        return True
+    except OSError:
+        return False
+
+
+def many(addr, port, count, threads, hexdata):
+    data = bytes.fromhex(hexdata)
+    done = [0] * threads
+
+    def worker(i):
+        for _ in range(count // threads + (1 if i < count % threads else 0)):
+            done[i] += quick(addr, port, data)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    print(json.dumps({"connections": count, "completed": sum(done)}), flush=True)
+
+
+def hold(addr, port, hexdata, seconds):
+    out = {"connected": False, "ended": "timeout"}
+    try:
+        with socket.create_connection((addr, port), timeout=TIMEOUT_S) as s:
+            out["connected"] = True
+            s.sendall(bytes.fromhex(hexdata))
+            print(json.dumps({"sent": True}), flush=True)
+            s.settimeout(seconds)
+            while True:
+                if not s.recv(4096):
+                    out["ended"] = "eof"
+                    break
+    except ConnectionResetError:
+        out["ended"] = "reset"
+    except socket.timeout:
+        pass
+    except OSError as e:
+        out["ended"] = str(e)
+    print(json.dumps(out), flush=True)
+
+
 def post(url, body):
     req = urllib.request.Request(url, data=body.encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -108,6 +165,10 @@ def main(argv):
         echo(argv[2], int(argv[3]), argv[4])
     elif argv[1] == "post":
         post(argv[2], argv[3])
+    elif argv[1] == "many":
+        many(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
+    elif argv[1] == "hold":
+        hold(argv[2], int(argv[3]), argv[4], float(argv[5]))
     else:
         sys.exit("unknown mode " + argv[1])
 

@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -60,6 +60,14 @@ fn probe() -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!("network namespaces do not work here: {e}")),
     }
+}
+
+/// Held by the test that loads the machine (thousands of connections) and by the one whose
+/// checks depend on timing (the vendor client's memory checks after closing), so the two
+/// never run at once. A test that panicked leaves it usable.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Prints a line that `cargo test` shows without `--nocapture` (written to the process's
@@ -155,18 +163,31 @@ pub struct Serve {
     _dir: tempfile::TempDir,
 }
 
-/// What a stopped `serve` printed: its events and its final report.
+/// What a stopped `serve` printed: its events and its final report, and its exit status.
 pub struct Served {
     pub events: Vec<LiveEvent>,
     pub report: Value,
+    pub code: Option<i32>,
 }
 
 impl Serve {
     /// Starts `fwsim serve --json ARGS` in `ns` and waits (at most 10 s) for its interface.
     pub fn start(ns: &Netns, tun: &str, args: &[&str]) -> Serve {
+        Serve::start_with(ns, tun, args, None)
+    }
+
+    /// Starts it with its stdout on a pipe the test reads (and may close, as `head` does).
+    pub fn start_piped(ns: &Netns, tun: &str, args: &[&str]) -> (Serve, ChildStdout) {
+        let mut serve = Serve::start_with(ns, tun, args, Some(Stdio::piped()));
+        let stdout = serve.child.stdout.take().unwrap();
+        (serve, stdout)
+    }
+
+    fn start_with(ns: &Netns, tun: &str, args: &[&str], stdout: Option<Stdio>) -> Serve {
         let dir = tempfile::tempdir().unwrap();
-        let stdout = dir.path().join("serve.out");
+        let stdout_path = dir.path().join("serve.out");
         let stderr = dir.path().join("serve.err");
+        let stdout = stdout.unwrap_or_else(|| File::create(&stdout_path).unwrap().into());
         let child = ns
             .command(env!("CARGO_BIN_EXE_fwsim"))
             .args([
@@ -178,13 +199,13 @@ impl Serve {
                 &format!("{DEVICE}/24"),
             ])
             .args(args)
-            .stdout(File::create(&stdout).unwrap())
+            .stdout(stdout)
             .stderr(File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let mut serve = Serve {
             child,
-            stdout,
+            stdout: stdout_path,
             stderr,
             _dir: dir,
         };
@@ -202,24 +223,47 @@ impl Serve {
         serve
     }
 
-    fn stderr_text(&self) -> String {
+    /// What serve wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Stops it with SIGTERM (as a user's Ctrl-C would) and reads what it printed.
-    pub fn stop(mut self) -> Served {
+    /// Its resident memory (VmRSS), in KiB: `ip netns exec` runs serve in its own process.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("serve's /proc status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Waits (at most 10 s, saying `why` otherwise) for serve to exit; its exit code.
+    pub fn wait(&mut self, why: &str) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "{why}: {}", self.stderr_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it with SIGTERM (as a user's Ctrl-C would); its exit code.
+    fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "serve ignored SIGTERM for 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stderr = self.stderr_text();
-        assert!(status.success(), "serve exited with {status}: {stderr}");
+        self.wait("serve ignored SIGTERM for 10 s")
+    }
+
+    /// Kills it with SIGKILL: nothing of its own runs after.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Stops it with SIGTERM and reads what it printed.
+    pub fn stop(mut self) -> Served {
+        let code = self.terminate();
         let text = std::fs::read_to_string(&self.stdout).unwrap();
         let mut events = Vec::new();
         let mut report = Value::Null;
@@ -231,8 +275,23 @@ impl Serve {
                 None => events.push(serde_json::from_value(value).unwrap()),
             }
         }
+        let stderr = self.stderr_text();
         assert!(!report.is_null(), "serve printed no report: {stderr}");
-        Served { events, report }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        Served {
+            events,
+            report,
+            code,
+        }
+    }
+
+    /// Stops it with SIGTERM; its exit code and its report (the events are not read).
+    pub fn stop_report(mut self) -> (Option<i32>, Value) {
+        let code = self.terminate();
+        let text = std::fs::read_to_string(&self.stdout).unwrap();
+        let last = text.lines().last().expect("serve printed nothing");
+        let value: Value = serde_json::from_str(last).unwrap();
+        (code, value["report"].clone())
     }
 }
 
@@ -281,6 +340,16 @@ done"#,
     records(&out)
 }
 
+/// Runs the Python client (`client.py ARGS`) inside the namespace, bounded by `limit_s`
+/// seconds; what it printed.
+fn python(ns: &Netns, limit_s: u32, args: &[&str]) -> String {
+    let script = client_py();
+    let limit = limit_s.to_string();
+    let head = ["timeout", &limit, "python3", script.to_str().unwrap()];
+    ns.run(&[&head[..], args].concat())
+        .unwrap_or_else(|e| panic!("python client {args:?}: {e}"))
+}
+
 /// The Python client: `count` connections sending `hex`, one every `interval_ms`.
 pub fn python_send(
     ns: &Netns,
@@ -289,56 +358,53 @@ pub fn python_send(
     interval_ms: u32,
     hex: &str,
 ) -> Vec<ClientRecord> {
-    let script = client_py();
-    let out = ns
-        .run(&[
-            "timeout",
-            "900",
-            "python3",
-            script.to_str().unwrap(),
-            "send",
-            DEVICE,
-            &port.to_string(),
-            &count.to_string(),
-            &interval_ms.to_string(),
-            hex,
-        ])
-        .expect("python client");
-    records(&out)
+    let (port, count, interval) = (port.to_string(), count.to_string(), interval_ms.to_string());
+    records(&python(
+        ns,
+        900,
+        &["send", DEVICE, &port, &count, &interval, hex],
+    ))
 }
 
 /// One echo exchange through the Python client: what came back, hex.
 pub fn python_echo(ns: &Netns, port: u16, hex: &str) -> Value {
-    let script = client_py();
-    let out = ns
-        .run(&[
-            "timeout",
-            "30",
-            "python3",
-            script.to_str().unwrap(),
-            "echo",
-            DEVICE,
-            &port.to_string(),
-            hex,
-        ])
-        .expect("python echo");
+    let out = python(ns, 30, &["echo", DEVICE, &port.to_string(), hex]);
     serde_json::from_str(out.trim()).unwrap()
 }
 
 /// POSTs a control request to `serve --control` inside the namespace; the reply object.
 pub fn control(ns: &Netns, url: &str, body: &str) -> Value {
-    let script = client_py();
-    let out = ns
-        .run(&[
-            "timeout",
-            "30",
-            "python3",
-            script.to_str().unwrap(),
-            "post",
-            url,
-            body,
-        ])
-        .expect("control request");
+    let out = python(ns, 30, &["post", url, body]);
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("control reply is not JSON ({e}): {out}"))
+}
+
+/// `count` connections through the Python client, as fast as `threads` threads open them;
+/// how many completed.
+pub fn python_many(ns: &Netns, port: u16, count: u32, threads: u32, hex: &str) -> u64 {
+    let (port, count, threads) = (port.to_string(), count.to_string(), threads.to_string());
+    let out = python(ns, 900, &["many", DEVICE, &port, &count, &threads, hex]);
+    let counts: Value = serde_json::from_str(out.trim()).unwrap();
+    counts["completed"].as_u64().unwrap()
+}
+
+/// A Python client that connects, sends `hex` and waits (at most `seconds`) for the device
+/// to end the connection, in the background: its first line says it sent, its last how the
+/// connection ended.
+pub fn python_hold(ns: &Netns, port: u16, hex: &str, seconds: u32) -> Child {
+    let script = client_py();
+    ns.command("timeout")
+        .args([
+            &(seconds + 10).to_string(),
+            "python3",
+            script.to_str().unwrap(),
+            "hold",
+            DEVICE,
+            &port.to_string(),
+            hex,
+            &seconds.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
 }

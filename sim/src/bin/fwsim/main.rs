@@ -1,6 +1,6 @@
 //! `fwsim`: run firmware TCP scenarios in simulated time and report silent loss.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -145,6 +145,19 @@ enum Command {
     /// clients, until Ctrl-C or SIGTERM; then report each connection (judged from the device's
     /// events and the host's packets as they crossed the interface). Needs root (or
     /// CAP_NET_ADMIN) and /dev/net/tun.
+    ///
+    /// Each connection is judged once its verdict is final (the host finished it and the
+    /// device let it go) and then forgotten, so memory does not grow with the connections
+    /// served (only with the violations listed): the report counts every connection and lists
+    /// every violation and the first ten others.
+    /// When serve ends, connections still open are judged as they stand and the host's side
+    /// of each is reset, so no client hangs. A closed stdout (serve --json | head) ends serve
+    /// as Ctrl-C does, with the report on stderr; --pcap is written through every half second,
+    /// so a killed serve leaves a readable capture.
+    ///
+    /// Exit status: as `fwsim run`, from the report's outcome (see `fwsim --help`: 1 silent
+    /// loss, 2 nothing tested, ...); 2 also for an error, such as the interface deleted while
+    /// serving.
     ///
     /// Examples:
     ///   sudo fwsim serve --app forum --policy legacy --tun fwsim0 --addr 10.77.0.2/24
@@ -406,7 +419,8 @@ struct MergeArgs {
 
 /// A usage or input error: printed, exit 2.
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("fwsim: {message}");
+    // A closed stderr is no reason to panic.
+    let _ = writeln!(std::io::stderr(), "fwsim: {message}");
     ExitCode::from(2)
 }
 

@@ -1,6 +1,7 @@
 //! `fwsim serve`: the firmware core on a TUN interface, on the wall clock, against real
 //! clients, until Ctrl-C or SIGTERM; then the per-connection report so far.
 
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,20 +112,14 @@ fn human_line(e: &LiveEvent) -> Option<String> {
     Some(line)
 }
 
-pub(crate) fn serve(args: ServeArgs) -> ExitCode {
-    let app = match app_name(&args.app) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
+/// The options `args` stand for.
+fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
     let mut sets = Vec::new();
     for s in &args.sets {
-        match Set::parse(SetFlag::Set, s) {
-            Ok(set) => sets.push(set),
-            Err(e) => return fail(e),
-        }
+        sets.push(Set::parse(SetFlag::Set, s).map_err(|e| e.to_string())?);
     }
-    let options = ServeOptions {
-        app,
+    Ok(ServeOptions {
+        app: app_name(&args.app)?,
         policy: PolicyName::from_name(&args.policy).unwrap_or_default(),
         link: Preset::from_name(&args.link).unwrap_or_default(),
         port: args.port,
@@ -134,6 +129,66 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         pcap: args.pcap.clone(),
         control: args.control,
         sets,
+    })
+}
+
+/// Says something to the person running serve; a closed stderr is no reason to fail.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// Serve's standard output: every event as it happens, then the report. Once a write fails
+/// (`serve | head` closed the pipe, a full disk), serve stops as on Ctrl-C, and the report
+/// goes to stderr.
+struct Output {
+    json: bool,
+    stop: Arc<AtomicBool>,
+    failed: bool,
+}
+
+impl Output {
+    fn line(&mut self, line: &str) {
+        if self.failed {
+            return;
+        }
+        if let Err(e) = writeln!(io::stdout(), "{line}") {
+            self.failed = true;
+            self.stop.store(true, Ordering::Relaxed);
+            say(format_args!(
+                "fwsim serve: stdout: {e}; stopping (the report goes to stderr)"
+            ));
+        }
+    }
+
+    fn event(&mut self, e: &LiveEvent) {
+        let line = if self.json {
+            serde_json::to_string(e).ok()
+        } else {
+            human_line(e)
+        };
+        if let Some(line) = line {
+            self.line(&line);
+        }
+    }
+
+    /// The report: to stdout if it still takes it, else to stderr for people.
+    fn report(&mut self, report_: &sim::RunReport) {
+        if self.json {
+            let line = serde_json::json!({ "report": report::json(report_) }).to_string();
+            self.line(&line);
+        } else {
+            self.line(report::human(report_, true).trim_end());
+        }
+        if self.failed {
+            let _ = write!(io::stderr(), "{}", report::human(report_, true));
+        }
+    }
+}
+
+pub(crate) fn serve(args: ServeArgs) -> ExitCode {
+    let options = match options(&args) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -144,7 +199,7 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    eprintln!(
+    say(format_args!(
         "fwsim serve: {} under {} on port {} at {} (interface {}, host {}), link {}{}; \
          Ctrl-C or SIGTERM ends it with the report",
         args.app,
@@ -156,30 +211,18 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         args.link,
         live.control_addr()
             .map_or(String::new(), |a| format!(", control on http://{a}/"))
-    );
-    let json = args.json;
-    let mut out = |e: &LiveEvent| {
-        if json {
-            if let Ok(line) = serde_json::to_string(e) {
-                println!("{line}");
-            }
-        } else if let Some(line) = human_line(e) {
-            println!("{line}");
-        }
+    ));
+    let mut output = Output {
+        json: args.json,
+        stop: stop.clone(),
+        failed: false,
     };
-    let served = match live.run(&stop, &mut out) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let report_ = &served.report;
-    if json {
-        println!("{}", serde_json::json!({ "report": report::json(report_) }));
-    } else {
-        print!("{}", report::human(report_, true));
-    }
-    // An interface deleted from outside ends the run early: the report, then the error.
+    let served = live.run(&stop, &mut |e| output.event(e));
+    output.report(&served.report);
+    // A run ended by an error (the interface deleted from outside): the report, then the
+    // error. Otherwise the report's outcome, as `fwsim run` gives it.
     match served.stopped_by {
         Some(e) => fail(e),
-        None => ExitCode::SUCCESS,
+        None => ExitCode::from(served.report.outcome().exit_code()),
     }
 }
