@@ -32,8 +32,9 @@ impl Hal {
 
     /// `socket_close` on a server socket: its listeners go at once, their sockets back to the
     /// pool (lwIP frees a listening PCB in `tcp_close`; it never had a peer to tell); the
-    /// connections not yet accepted are closed as `stop()` closes (FIN, or under F5 RST when
-    /// data is unread) and their slots freed once closed; accepted connections stay with the
+    /// connections not yet accepted are closed as `stop()` closes a socket with unread data
+    /// (the application saw none of it: FIN, or under F5 RST, so the peer learns it was never
+    /// served) and their slots freed once closed; accepted connections stay with the
     /// application. The port is free again at once.
     pub(crate) fn stop_server(&mut self, server: ServerId) {
         let Some(s) = self.servers.get_mut(server.0 as usize) else {
@@ -57,8 +58,9 @@ impl Hal {
             }
             if let Some(handle) = slot.handle {
                 let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                let unread = slot.rx_queue_seen > 0;
-                Self::close_stack_socket(socket, unread, self.policy.stop_with_unread);
+                // Never handed out: the application read none of it, so it is closed as a
+                // socket with unread data is (F5: a reset the peer sees; lwIP: a FIN).
+                Self::close_stack_socket(socket, true, self.policy.stop_with_unread);
             }
             slot.released = true;
         }

@@ -309,6 +309,30 @@ mod tests {
         assert_eq!(syns, 1, "one SYN, one connection");
     }
 
+    /// A server stopped while connections wait in its accept queue closes them as sockets
+    /// whose data the application never read: under the fixed rules (F5) the peer sees a
+    /// reset, so a connection that was never served is never a silent one; the legacy rules
+    /// close with a FIN, as lwIP's netconn_delete does.
+    #[test]
+    fn a_stopped_server_resets_the_connections_it_never_handed_out() {
+        for (policy, reset) in [(Policy::FIXED, true), (Policy::LEGACY, false)] {
+            let config = DeviceConfig::for_policy(&policy);
+            let mut b = Bench::new(policy, config, Box::new(ServerManager::new()));
+            assert_eq!(start(&mut b, "s", "EchoServer", 1234), ControlReply::Done);
+            b.run_app(1);
+            let h = b.connect(1234);
+            b.advance(20);
+            assert_eq!(b.peer(h).state(), State::Established);
+            stop_all(&mut b);
+            b.advance(20);
+            let state = b.peer(h).state();
+            match reset {
+                true => assert_eq!(state, State::Closed, "{policy:?}: reset"),
+                false => assert_eq!(state, State::CloseWait, "{policy:?}: FIN"),
+            }
+        }
+    }
+
     /// Issue 17: a stopped server's listener sockets go back to the pool at once, so five
     /// servers started after it serve as many connections as five on a fresh device.
     #[test]
