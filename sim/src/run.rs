@@ -193,8 +193,11 @@ pub struct RunOptions {
     pub step_every_loop: bool,
     /// Told how far the run got, every [`PROGRESS_EVERY_MS`] of simulated time (a progress
     /// bar); it sees the run, it cannot change it.
-    pub progress: Option<Box<dyn FnMut(&RunProgress)>>,
+    pub progress: Option<ProgressFn>,
 }
+
+/// What [`RunOptions::progress`] calls.
+pub type ProgressFn = Box<dyn FnMut(&RunProgress)>;
 
 /// Simulated time between two [`RunOptions::progress`] reports.
 pub const PROGRESS_EVERY_MS: u64 = 250;
@@ -374,7 +377,7 @@ pub(crate) struct RunCore {
     end: Instant,
     drain: Duration,
     phase: Phase,
-    progress: Option<Box<dyn FnMut(&RunProgress)>>,
+    progress: Option<ProgressFn>,
     next_progress: Instant,
 }
 

@@ -11,13 +11,16 @@ use sim::RunOptions;
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The fixed rules never lose silently, whatever the peers, links and loop timing
-    /// (inputs decode like the `scenario` fuzz target's).
+    /// The fixed rules never lose silently and never stall, whatever the peers, links and
+    /// loop timing (inputs decode like the `scenario` fuzz target's).
     #[test]
-    fn fixed_never_loses_silently(data in proptest::collection::vec(any::<u8>(), MIN_SCENARIO_INPUT..400)) {
+    fn fixed_never_loses_silently_nor_stalls(data in proptest::collection::vec(any::<u8>(), MIN_SCENARIO_INPUT..400)) {
         match run_scenario(&data, "fixed") {
             ScenarioOutcome::SilentLoss { summary, toml } => {
                 prop_assert!(false, "silent loss under fixed: {summary:?}\n{toml}");
+            }
+            ScenarioOutcome::Stalled { summary, toml } => {
+                prop_assert!(false, "a stall under fixed: {summary:?}\n{toml}");
             }
             ScenarioOutcome::Clean(_) | ScenarioOutcome::Rejected => {}
         }

@@ -5,13 +5,14 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sim::run::ProgressFn;
 use sim::RunProgress;
 
 /// Wall time before the bar appears.
 const SHOW_AFTER: Duration = Duration::from_secs(1);
 
 /// The bar of one `fwsim run`, and the report closure the run calls.
-pub(crate) fn run_bar() -> (ProgressBar, Box<dyn FnMut(&RunProgress)>) {
+pub(crate) fn run_bar() -> (ProgressBar, ProgressFn) {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
     bar.set_style(
         ProgressStyle::with_template(
