@@ -314,15 +314,7 @@ mod tests {
 
     #[test]
     fn a_write_error_is_kept_not_panicked() {
-        struct Full;
-        impl Write for Full {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
+        use crate::capture::tests::Full;
         let mut air = AirCapture::new(Box::new(Full));
         air.received(Side::Device, Instant::ZERO, &[0x45; 20]);
         let e = air.finish().unwrap_err();

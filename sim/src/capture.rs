@@ -62,12 +62,13 @@ impl PcapSink for Capture {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use firmware_core::smoltcp::time::Instant;
 
     use super::*;
 
-    struct Full;
+    /// A writer whose every write fails as a full disk does.
+    pub(crate) struct Full;
     impl Write for Full {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
             Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
