@@ -130,3 +130,190 @@ impl std::fmt::Display for HostProfile {
         f.write_str(self.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use smoltcp::time::Instant;
+    use smoltcp::wire::{Ipv4Packet, TcpPacket};
+
+    use super::super::tests::{Bench, Talk};
+    use super::super::{PeerEvent, ProgramKind, Workload, COMPACT_MIN};
+    use super::*;
+    use crate::scenario::{parse, Set, SetFlag};
+
+    /// A TCP segment of the bench's wire.
+    #[derive(Debug)]
+    struct Segment {
+        at: Instant,
+        from_peer: bool,
+        syn: bool,
+        control: bool,
+        len: usize,
+    }
+
+    fn segments(b: &Bench) -> Vec<Segment> {
+        b.packets
+            .iter()
+            .map(|(at, from_peer, bytes)| {
+                let ip = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+                let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+                Segment {
+                    at: *at,
+                    from_peer: *from_peer,
+                    syn: tcp.syn(),
+                    control: tcp.syn() || tcp.fin() || tcp.rst(),
+                    len: tcp.payload().len(),
+                }
+            })
+            .collect()
+    }
+
+    fn workload(host: HostProfile) -> Workload {
+        Workload {
+            start_ms: 0,
+            host,
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn a_connect_gives_up_when_the_hosts_kernel_does() {
+        // SYNs into the void: the program would wait 200 s (`nc -w 200`), the kernels less.
+        for (host, give_up_s) in [
+            (HostProfile::Smoltcp, 200),
+            (HostProfile::Linux, 127),
+            (HostProfile::Macos, 75),
+        ] {
+            let w = Workload {
+                connect_timeout_ms: 200_000,
+                ..workload(host)
+            };
+            let mut b = Bench::new(vec![w], 1, COMPACT_MIN);
+            b.unreachable = true;
+            b.run_until(Instant::from_secs(300));
+            let failed: Vec<_> = b
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, PeerEvent::ConnectFailed { .. }))
+                .map(|(t, _)| t.total_millis())
+                .collect();
+            assert_eq!(failed, [give_up_s * 1000], "{host}");
+            // The SYNs follow smoltcp's RTO (1 s, doubling, at most 60 s) whatever the host:
+            // Linux's schedule up to 63 s (then smoltcp's cap sends one more at 123 s), not
+            // XNU's (0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67 s).
+            let syns: Vec<i64> = segments(&b)
+                .iter()
+                .filter(|s| s.from_peer && s.syn)
+                .map(|s| s.at.total_millis() / 1000)
+                .collect();
+            let all = [0, 1, 3, 7, 15, 31, 63, 123, 183];
+            let sent = all.iter().filter(|&&t| t < give_up_s).count();
+            assert_eq!(syns, all[..sent], "{host}");
+        }
+    }
+
+    #[test]
+    fn acks_are_quick_then_delayed_as_on_the_host() {
+        // The device sends 20 one-byte segments 200 ms apart to a peer that holds its
+        // connection open: the delay before each pure ACK of the peer.
+        for (host, quick, delayed_ms) in [
+            (HostProfile::Smoltcp, 0, 1),
+            (HostProfile::Linux, 16, 40),
+            (HostProfile::Macos, 16, 100),
+        ] {
+            let w = Workload {
+                kind: ProgramKind::Hold,
+                payload_hex: "aa".into(),
+                hold_ms: 10_000,
+                ..workload(host)
+            };
+            let mut b = Bench::new(vec![w], 1, COMPACT_MIN);
+            b.talk = Some(Talk::new(20, Duration::from_millis(200)));
+            b.run_until(Instant::from_secs(6));
+            let segs = segments(&b);
+            let data: Vec<Instant> = segs
+                .iter()
+                .filter(|s| !s.from_peer && s.len > 0)
+                .map(|s| s.at)
+                .collect();
+            assert_eq!(data.len(), 20, "{host}");
+            let delays: Vec<i64> = data
+                .iter()
+                .map(|&t| {
+                    let ack = segs
+                        .iter()
+                        .find(|s| s.from_peer && s.at >= t && s.len == 0 && !s.control)
+                        .unwrap_or_else(|| panic!("{host}: no ACK after {t}"));
+                    (ack.at - t).total_millis() as i64
+                })
+                .collect();
+            let mut expected = vec![0; quick];
+            expected.resize(20, delayed_ms);
+            assert_eq!(delays, expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn nagle_holds_the_short_segment_on_macos_only() {
+        // 2000 bytes: a full segment (1460) and a short one (540). Nagle holds the short one
+        // until the device acknowledges the full one (its delayed ACK: 10 ms).
+        for (host, gap_ms) in [
+            (HostProfile::Smoltcp, 0),
+            (HostProfile::Linux, 0),
+            (HostProfile::Macos, 10),
+        ] {
+            let w = Workload {
+                kind: ProgramKind::Stream,
+                stream_bytes: 2000,
+                ..workload(host)
+            };
+            let mut b = Bench::new(vec![w], 1, COMPACT_MIN);
+            b.run_until(Instant::from_secs(1));
+            let data: Vec<_> = segments(&b)
+                .into_iter()
+                .filter(|s| s.from_peer && s.len > 0)
+                .collect();
+            assert_eq!(
+                data.iter().map(|s| s.len).collect::<Vec<_>>(),
+                [1460, 540],
+                "{host}"
+            );
+            assert_eq!((data[1].at - data[0].at).total_millis(), gap_ms, "{host}");
+        }
+    }
+
+    #[test]
+    fn host_is_a_peer_field_with_a_default_and_a_named_error() {
+        let text = "name = \"t\"\n[device]\napp = \"forum\"\n[[peer]]\ncount = 1\n";
+        let set = |v: &str| [Set::parse(SetFlag::Set, &format!("peer.0.host={v}")).unwrap()];
+        assert_eq!(
+            parse("t.toml", text, &[]).unwrap().peer[0].host,
+            HostProfile::Smoltcp
+        );
+        for host in HostProfile::ALL {
+            let s = parse("t.toml", text, &set(host.name())).unwrap();
+            assert_eq!(s.peer[0].host, host);
+            assert_eq!(parse("saved.toml", &s.to_toml(), &[]).unwrap(), s);
+        }
+        let err = parse("t.toml", text, &set("windows"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("peer.0.host=windows")
+                && err.contains("peer[0].host")
+                && err.contains("`linux`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_give_up_is_the_earlier_of_program_and_kernel() {
+        let linux = HostProfile::Linux.timers();
+        assert_eq!(linux.connect_give_up_ms(10_000), 10_000);
+        assert_eq!(linux.connect_give_up_ms(300_000), 127_000);
+        assert_eq!(
+            HostProfile::Smoltcp.timers().connect_give_up_ms(300_000),
+            300_000
+        );
+    }
+}

@@ -753,20 +753,46 @@ mod tests {
 
     /// A peer host against a bare smoltcp device stack: `listeners` listening sockets that read
     /// everything, close once the peer closed, and listen again once closed. The wire is
-    /// lossless and instant.
-    struct Bench {
-        peer: PeerHost,
+    /// lossless and instant; every packet is kept in `packets` with its time.
+    pub(super) struct Bench {
+        pub(super) peer: PeerHost,
         dev: Interface,
         dev_sockets: SocketSet<'static>,
         listeners: Vec<(SocketHandle, u64)>,
         to_dev: VecDeque<Vec<u8>>,
         to_peer: VecDeque<Vec<u8>>,
         now: Instant,
-        events: Vec<(Instant, PeerEvent)>,
+        pub(super) events: Vec<(Instant, PeerEvent)>,
+        /// Every packet: when, whether the peer sent it, the IP packet.
+        pub(super) packets: Vec<(Instant, bool, Vec<u8>)>,
+        /// Nothing the peer sends reaches the device.
+        pub(super) unreachable: bool,
+        /// The device sends one byte on each connection it holds, `segments` times, `every`
+        /// apart, starting `every` after the connection opened.
+        pub(super) talk: Option<Talk>,
+    }
+
+    /// See [`Bench::talk`].
+    pub(super) struct Talk {
+        pub(super) segments: u32,
+        pub(super) every: Duration,
+        sent: u32,
+        next: Option<Instant>,
+    }
+
+    impl Talk {
+        pub(super) fn new(segments: u32, every: Duration) -> Talk {
+            Talk {
+                segments,
+                every,
+                sent: 0,
+                next: None,
+            }
+        }
     }
 
     impl Bench {
-        fn new(workloads: Vec<Workload>, listeners: usize, compact_min: usize) -> Bench {
+        pub(super) fn new(workloads: Vec<Workload>, listeners: usize, compact_min: usize) -> Bench {
             let mut to_dev = VecDeque::new();
             let mut to_peer = VecDeque::new();
             let mut config = Config::new(HardwareAddress::Ip);
@@ -809,6 +835,9 @@ mod tests {
                 to_peer,
                 now: Instant::ZERO,
                 events: Vec::new(),
+                packets: Vec::new(),
+                unreachable: false,
+                talk: None,
             }
         }
 
@@ -828,11 +857,20 @@ mod tests {
                     }
                     _ => {}
                 }
+                if let Some(talk) = &mut self.talk {
+                    if s.state() == tcp::State::Established && talk.sent < talk.segments {
+                        let next = *talk.next.get_or_insert(self.now + talk.every);
+                        if self.now >= next && s.send_slice(b"x") == Ok(1) {
+                            talk.sent += 1;
+                            talk.next = (talk.sent < talk.segments).then(|| self.now + talk.every);
+                        }
+                    }
+                }
             }
             self.dev.poll(self.now, &mut wire, &mut self.dev_sockets);
         }
 
-        fn run_until(&mut self, end: Instant) {
+        pub(super) fn run_until(&mut self, end: Instant) {
             for _ in 0..1_000_000 {
                 let mut wire = WireEnd::new(&mut self.to_peer, &mut self.to_dev);
                 self.peer.poll(self.now, &mut wire);
@@ -840,13 +878,22 @@ mod tests {
                 self.peer.take_events(&mut events);
                 self.events
                     .extend(events.into_iter().map(|e| (self.now, e)));
+                let now = self.now;
+                self.packets
+                    .extend(self.to_dev.iter().map(|p| (now, true, p.clone())));
+                if self.unreachable {
+                    self.to_dev.clear();
+                }
                 self.step_device();
+                self.packets
+                    .extend(self.to_peer.iter().map(|p| (now, false, p.clone())));
                 if !self.to_dev.is_empty() || !self.to_peer.is_empty() {
                     continue;
                 }
                 let next = [
                     self.peer.poll_at(self.now),
                     self.dev.poll_at(self.now, &self.dev_sockets),
+                    self.talk.as_ref().and_then(|t| t.next),
                 ]
                 .into_iter()
                 .flatten()
