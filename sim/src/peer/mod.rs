@@ -5,6 +5,7 @@
 //! handshake completed, bytes acknowledged, reset or connect failure. That is the oracle's
 //! "peer side".
 
+mod host;
 mod ledger;
 mod schedule;
 mod workload;
@@ -14,9 +15,10 @@ use rand_chacha::ChaCha8Rng;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy;
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
+pub use host::{HostProfile, HostTimers};
 pub use ledger::{LedgerError, PeerConnRecord, PeerEvent, PeerLedger};
 use schedule::{after_ms, after_us, Schedule};
 pub use workload::{
@@ -49,6 +51,10 @@ struct PeerConn {
     phase: Phase,
     record: PeerConnRecord,
     last_state: tcp::State,
+    /// In-order data segments the stack took in (the host profile's quick ACKs count them).
+    rx_segments: u32,
+    /// Bytes in the receive queue at the last look: a rise after a packet is a data segment.
+    rx_queued: usize,
 }
 
 /// Closed sockets are taken out of the socket set in bulk once there are at least this many
@@ -197,7 +203,7 @@ impl PeerHost {
                 | Phase::Orphaned(x) => consider(x),
                 Phase::Connecting => {
                     let w = &self.workloads[c.record.workload];
-                    consider(after_ms(c.record.opened_at, w.connect_timeout_ms));
+                    consider(after_ms(c.record.opened_at, w.connect_give_up_ms()));
                 }
                 _ => {}
             }
@@ -215,9 +221,10 @@ impl PeerHost {
             tcp::SocketBuffer::new(vec![0; 4096]),
             tcp::SocketBuffer::new(vec![0; tx_size]),
         );
-        // Linux answers quickly; keep smoltcp's default delayed ACK (10 ms) out of the picture.
-        socket.set_ack_delay(Some(Duration::from_millis(1)));
-        socket.set_nagle_enabled(false);
+        self.workloads[workload]
+            .host
+            .timers()
+            .configure(&mut socket);
         let port = self.next_port;
         // Ports wrap after 25,536 connections: a port names the connection opened most
         // recently on it. The host itself keys connections by socket handle, never by port.
@@ -234,6 +241,8 @@ impl PeerHost {
             phase: Phase::Connecting,
             record: PeerConnRecord::opened(workload, port, now, self.payloads[workload].clone()),
             last_state: tcp::State::SynSent,
+            rx_segments: 0,
+            rx_queued: 0,
         });
         self.next_seq += 1;
         self.events.push(PeerEvent::Opened { port, workload });
@@ -307,7 +316,14 @@ impl PeerHost {
             if c.phase == Phase::Done {
                 continue;
             }
-            let socket = self.sockets.get::<tcp::Socket>(c.handle);
+            let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            let queued = socket.recv_queue();
+            if queued > c.rx_queued {
+                c.rx_segments = c.rx_segments.saturating_add(1);
+                let w = &self.workloads[c.record.workload];
+                w.host.timers().after_data_segment(c.rx_segments, socket);
+            }
+            c.rx_queued = queued;
             let state = socket.state();
             let port = c.record.local_port;
             if state != tcp::State::Closed {
@@ -371,6 +387,7 @@ impl PeerHost {
             let w = &self.workloads[c.record.workload];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
             drain_rx(socket);
+            c.rx_queued = 0;
             // A program may pass several phases in one poll: step until it stays put.
             loop {
                 let before = c.phase;
@@ -394,7 +411,7 @@ impl PeerConn {
     ) {
         let port = self.record.local_port;
         match self.phase {
-            Phase::Connecting if now >= after_ms(self.record.opened_at, w.connect_timeout_ms) => {
+            Phase::Connecting if now >= after_ms(self.record.opened_at, w.connect_give_up_ms()) => {
                 socket.abort();
                 self.record.connect_failed = true;
                 self.phase = Phase::Done;
@@ -521,6 +538,8 @@ mod tests {
     use std::collections::VecDeque;
 
     use firmware_core::testkit::WireEnd;
+
+    use smoltcp::time::Duration;
 
     use super::*;
 
@@ -750,20 +769,46 @@ mod tests {
 
     /// A peer host against a bare smoltcp device stack: `listeners` listening sockets that read
     /// everything, close once the peer closed, and listen again once closed. The wire is
-    /// lossless and instant.
-    struct Bench {
-        peer: PeerHost,
+    /// lossless and instant; every packet is kept in `packets` with its time.
+    pub(super) struct Bench {
+        pub(super) peer: PeerHost,
         dev: Interface,
         dev_sockets: SocketSet<'static>,
         listeners: Vec<(SocketHandle, u64)>,
         to_dev: VecDeque<Vec<u8>>,
         to_peer: VecDeque<Vec<u8>>,
         now: Instant,
-        events: Vec<(Instant, PeerEvent)>,
+        pub(super) events: Vec<(Instant, PeerEvent)>,
+        /// Every packet: when, whether the peer sent it, the IP packet.
+        pub(super) packets: Vec<(Instant, bool, Vec<u8>)>,
+        /// Nothing the peer sends reaches the device.
+        pub(super) unreachable: bool,
+        /// The device sends one byte on each connection it holds, `segments` times, `every`
+        /// apart, starting `every` after the connection opened.
+        pub(super) talk: Option<Talk>,
+    }
+
+    /// See [`Bench::talk`].
+    pub(super) struct Talk {
+        pub(super) segments: u32,
+        pub(super) every: Duration,
+        sent: u32,
+        next: Option<Instant>,
+    }
+
+    impl Talk {
+        pub(super) fn new(segments: u32, every: Duration) -> Talk {
+            Talk {
+                segments,
+                every,
+                sent: 0,
+                next: None,
+            }
+        }
     }
 
     impl Bench {
-        fn new(workloads: Vec<Workload>, listeners: usize, compact_min: usize) -> Bench {
+        pub(super) fn new(workloads: Vec<Workload>, listeners: usize, compact_min: usize) -> Bench {
             let mut to_dev = VecDeque::new();
             let mut to_peer = VecDeque::new();
             let mut config = Config::new(HardwareAddress::Ip);
@@ -806,6 +851,9 @@ mod tests {
                 to_peer,
                 now: Instant::ZERO,
                 events: Vec::new(),
+                packets: Vec::new(),
+                unreachable: false,
+                talk: None,
             }
         }
 
@@ -825,11 +873,20 @@ mod tests {
                     }
                     _ => {}
                 }
+                if let Some(talk) = &mut self.talk {
+                    if s.state() == tcp::State::Established && talk.sent < talk.segments {
+                        let next = *talk.next.get_or_insert(self.now + talk.every);
+                        if self.now >= next && s.send_slice(b"x") == Ok(1) {
+                            talk.sent += 1;
+                            talk.next = (talk.sent < talk.segments).then(|| self.now + talk.every);
+                        }
+                    }
+                }
             }
             self.dev.poll(self.now, &mut wire, &mut self.dev_sockets);
         }
 
-        fn run_until(&mut self, end: Instant) {
+        pub(super) fn run_until(&mut self, end: Instant) {
             for _ in 0..1_000_000 {
                 let mut wire = WireEnd::new(&mut self.to_peer, &mut self.to_dev);
                 self.peer.poll(self.now, &mut wire);
@@ -837,13 +894,22 @@ mod tests {
                 self.peer.take_events(&mut events);
                 self.events
                     .extend(events.into_iter().map(|e| (self.now, e)));
+                let now = self.now;
+                self.packets
+                    .extend(self.to_dev.iter().map(|p| (now, true, p.clone())));
+                if self.unreachable {
+                    self.to_dev.clear();
+                }
                 self.step_device();
+                self.packets
+                    .extend(self.to_peer.iter().map(|p| (now, false, p.clone())));
                 if !self.to_dev.is_empty() || !self.to_peer.is_empty() {
                     continue;
                 }
                 let next = [
                     self.peer.poll_at(self.now),
                     self.dev.poll_at(self.now, &self.dev_sockets),
+                    self.talk.as_ref().and_then(|t| t.next),
                 ]
                 .into_iter()
                 .flatten()

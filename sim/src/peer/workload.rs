@@ -5,6 +5,8 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+use super::host::HostProfile;
+
 /// What a connection of a workload does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,9 +74,15 @@ pub struct Workload {
     /// an HTTP server after a `Connection: close` response; an RST arriving later reaches a
     /// socket nobody reads, so the peer cannot see it).
     pub await_device_close: bool,
-    /// A connection still not established after this long gives up (like `nc -w`). Range: 1..=86400000.
+    /// A connection still not established after this long gives up (like `nc -w`); the
+    /// host's kernel may give up first (`host`). Range: 1..=86400000.
     #[serde(deserialize_with = "firmware_core::range::u64_in::<_, 1, 86400000>")]
     pub connect_timeout_ms: u64,
+    /// Whose TCP timers the connections' stack follows: `smoltcp` (the default: fwsim's peer
+    /// as the Photon model was fitted with it), `linux` or `macos` (the field's laptops: quick
+    /// and delayed ACKs, Nagle, the kernel's connect give-up). `docs/peer-hosts.md` says what
+    /// each sets and which host timers smoltcp cannot match.
+    pub host: HostProfile,
 }
 
 impl Default for Workload {
@@ -95,6 +103,7 @@ impl Default for Workload {
             linger_ms: 2000,
             await_device_close: true,
             connect_timeout_ms: 10_000,
+            host: HostProfile::Smoltcp,
         }
     }
 }
@@ -278,6 +287,14 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
 }
 
 impl Workload {
+    /// When a connection that is not established gives up: `connect_timeout_ms`, or the
+    /// host's kernel first.
+    pub fn connect_give_up_ms(&self) -> u64 {
+        self.host
+            .timers()
+            .connect_give_up_ms(self.connect_timeout_ms)
+    }
+
     /// The rules between fields that single ranges cannot say: `(field, why)` when broken.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.kind != ProgramKind::Stream {
