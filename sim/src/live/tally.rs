@@ -20,8 +20,13 @@ use crate::observer::ObservedEvent;
 use crate::oracle::{ConnReport, Oracle, Summary};
 use crate::peer::PeerEvent;
 
-/// Rows kept besides the violations: as many as the human report shows.
+/// Rows kept besides the failures: as many as the human report shows.
 pub(crate) const OTHER_ROWS: usize = 10;
+
+/// Rows kept of failed connections (silent loss, stalled, unfinished): the first ones, so a
+/// long legacy serve that loses half its connections still holds a bounded report (the
+/// summary counts every one).
+pub(crate) const FAILED_ROWS: usize = 1000;
 
 /// What an open connection has shown toward its verdict being final.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +50,7 @@ pub(crate) struct Tally {
     summary: Summary,
     rows: Vec<ConnReport>,
     others: usize,
+    failed: usize,
 }
 
 impl Tally {
@@ -108,10 +114,14 @@ impl Tally {
 
     fn add(&mut self, row: ConnReport) {
         self.summary.add(&row);
-        if row.verdict.is_violation() {
-            self.rows.push(row);
-        } else if self.others < OTHER_ROWS {
-            self.others += 1;
+        let failed = row.verdict.is_violation() || row.verdict.is_liveness_failure();
+        let kept = match failed {
+            true => &mut self.failed,
+            false => &mut self.others,
+        };
+        let limit = if failed { FAILED_ROWS } else { OTHER_ROWS };
+        if *kept < limit {
+            *kept += 1;
             self.rows.push(row);
         }
     }
@@ -285,5 +295,26 @@ mod tests {
         assert_eq!(rows.len(), 10 + OTHER_ROWS);
         let lost = rows.iter().filter(|r| r.verdict.is_violation()).count();
         assert_eq!(lost, 10);
+    }
+
+    /// A long legacy serve loses half its connections: the report keeps the first
+    /// `FAILED_ROWS` of them and counts every one.
+    #[test]
+    fn failed_rows_are_bounded_and_all_counted() {
+        let (mut t, mut o) = (
+            Tally::default(),
+            Oracle::new(Vec::new(), crate::scenario::DEFAULT_LIVENESS_MS),
+        );
+        let lost = FAILED_ROWS as u16 + 5;
+        for i in 0..lost {
+            let port = 20000 + i;
+            send(&mut t, &mut o, port, usize::from(i), b"m");
+            app(&mut t, &mut o, AppEvent::Accepted { conn: conn(port) });
+            app(&mut t, &mut o, AppEvent::Disconnected { conn: conn(port) });
+            peer(&mut t, &mut o, PeerEvent::Finished { port });
+        }
+        let (s, rows) = t.finish(&o, T);
+        assert_eq!(s.silently_lost, u64::from(lost));
+        assert_eq!(rows.len(), FAILED_ROWS);
     }
 }
