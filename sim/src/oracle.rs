@@ -32,7 +32,9 @@ pub enum Verdict {
     /// A liveness failure: the connection waited on the device (its handshake, acknowledgement
     /// of its bytes, or the device's answer to its FIN) with no progress at all for the
     /// scenario's `liveness_ms` (the row's `stalled_at_us` says since when), and nothing the
-    /// peer could see ended it. A hang is never a pass, even one that later recovered.
+    /// peer could see ended it. A hang is never a pass, even one that later recovered; one
+    /// that ended in a reset or a refused connect is [`Verdict::RefusedVisibly`] (the peer was
+    /// told and the connection ended), its row still carrying `stalled_at_us`.
     Stalled,
     /// A liveness failure: the run ended while the peer program was still running, before it
     /// had waited `liveness_ms` (the time limit cut it short). Nothing was discarded yet, so it
@@ -242,7 +244,11 @@ impl Oracle {
         let Some(i) = self.peer.current(port) else {
             return;
         };
-        if !matches!(event, AppEvent::Mismatch { .. }) {
+        // A write the stack did not take (a full send buffer, every loop) changes nothing.
+        if !matches!(
+            event,
+            AppEvent::Mismatch { .. } | AppEvent::Wrote { bytes: 0, .. }
+        ) {
             self.progressed(i, at);
         }
         let payload = &self.peer.records()[i].payload;
@@ -345,16 +351,23 @@ fn device_progress(event: &DeviceEvent) -> bool {
     )
 }
 
-/// One connection's verdict from both sides' evidence. Safety first: a connection the peer
-/// finished is judged on what reached the application, and a visible failure (a reset, a
-/// refused connect, a peer that gave up) is the peer's news even after a stall; a stall
-/// otherwise fails the connection, also one that delivered everything in the end.
+/// One connection's verdict from both sides' evidence. Safety first: acknowledged bytes the
+/// device freed unread with no reset to the peer are silent loss whether or not the peer
+/// finished; a connection the peer finished is judged on what reached the application, and a
+/// visible failure (a reset, a refused connect, a peer that gave up) is the peer's news even
+/// after a stall (the peer was told, and the connection ended). Liveness next: a connection
+/// the peer has not finished is stalled or unfinished, also when the application has read
+/// everything so far, and one that stalled on the way is stalled even if it delivered in the
+/// end.
 fn verdict(p: &PeerConnRecord, device: &DeviceSide, stalled: bool) -> Verdict {
     // A reset that cut the transfer short (the application did not get the whole payload) is
     // the peer's news, even if everything acknowledged until then was read (a stream cut by a
     // device crash). A reset after the application had it all leaves it delivered.
     let cut_by_reset = p.reset_seen && device.bytes_read < p.payload.len();
     let delivered = device.accepted && device.bytes_read >= p.bytes_acked && !cut_by_reset;
+    // The device threw acknowledged bytes away and told nobody: lost, finished or not.
+    let discarded_silently =
+        device.bytes_freed_unread > 0 && device.bytes_read < p.bytes_acked && !p.reset_seen;
     let unfinished = match stalled {
         true => Verdict::Stalled,
         false => Verdict::Unfinished,
@@ -367,10 +380,13 @@ fn verdict(p: &PeerConnRecord, device: &DeviceSide, stalled: bool) -> Verdict {
         }
     } else if device.first_mismatch.is_some() {
         Verdict::Corrupted
+    } else if !p.finished {
+        match discarded_silently && !p.peer_aborted {
+            true => Verdict::DataSilentlyLost,
+            false => unfinished,
+        }
     } else if delivered && !stalled {
         Verdict::Delivered
-    } else if !p.finished {
-        unfinished
     } else if p.peer_aborted {
         Verdict::AbortedByPeer
     } else if p.reset_seen || p.gave_up_waiting {
@@ -738,5 +754,41 @@ mod tests {
             (row.verdict, row.stalled_at_us),
             (Verdict::Stalled, Some(0))
         );
+    }
+
+    /// A connection the run cut short is unfinished even when the application read all it
+    /// got; one whose acknowledged bytes the device freed unread with no reset is silent loss
+    /// although the peer never finished (safety beats liveness).
+    #[test]
+    fn open_connections_are_unfinished_unless_their_data_was_thrown_away() {
+        let mut o = oracle();
+        sending(&mut o, 1, 2);
+        read(&mut o, 1, b"ab");
+        assert_eq!(o.judge(at_s(1))[0].verdict, Verdict::Unfinished);
+        assert_eq!(o.judge(at_s(61))[0].verdict, Verdict::Stalled);
+        sending(&mut o, 2, 4);
+        read(&mut o, 2, b"ab");
+        let freed = DeviceEvent::UnreadDataFreed {
+            conn: conn(2),
+            bytes: 2,
+        };
+        o.device_event(T, &freed);
+        assert_eq!(o.judge(at_s(61))[1].verdict, Verdict::DataSilentlyLost);
+    }
+
+    /// An application writing into a full send buffer every loop (`Wrote` of 0 bytes) makes
+    /// no progress: the connection still stalls.
+    #[test]
+    fn writes_the_stack_did_not_take_are_not_progress() {
+        let mut o = oracle();
+        sending(&mut o, 1, 0);
+        for s in 1..=70 {
+            let wrote = AppEvent::Wrote {
+                conn: conn(1),
+                bytes: 0,
+            };
+            o.app_event(at_s(s), &wrote);
+        }
+        assert_eq!(o.judge(at_s(71))[0].verdict, Verdict::Stalled);
     }
 }

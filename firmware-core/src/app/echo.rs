@@ -50,7 +50,8 @@ impl App for Echo {
             return;
         };
         if !self.pending.is_empty() {
-            if let Some(n) = self.client.write(dev, &self.pending) {
+            // A full send buffer takes nothing: no event, as tcp_server's echo reports it.
+            if let Some(n) = self.client.write(dev, &self.pending).filter(|&n| n > 0) {
                 self.pending.drain(..n);
                 sink.app_event(AppEvent::Wrote { conn, bytes: n });
             }

@@ -153,12 +153,16 @@ pub fn join(records: &[ClientRecord], events: &[LiveEvent]) -> Result<Vec<ConnRe
             taken.push(serial);
             observed.extend(conns.by_serial[&serial].iter().cloned());
         }
-        let end_us = core_us(r.end_unix_us);
-        observed.extend(
-            peer_events(r, port, sent.len())
-                .into_iter()
-                .map(|e| peer(end_us, e)),
-        );
+        // The handshake is known to have completed, not when: at the start, so a long client
+        // does not look like one waiting for it all along.
+        let (start_us, end_us) = (core_us(r.start_unix_us), core_us(r.end_unix_us));
+        observed.extend(peer_events(r, port, sent.len()).into_iter().map(|e| {
+            let at = match e {
+                PeerEvent::Established { .. } => start_us,
+                _ => end_us,
+            };
+            peer(at, e)
+        }));
         payloads.push(Payload::Bytes(Rc::from(sent)));
     }
     let end = observed.iter().map(|e| e.at_us).max().unwrap_or(0);

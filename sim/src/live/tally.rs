@@ -1,7 +1,7 @@
 //! The live report as connections end: the oracle takes every event as it happens, and each
 //! connection is judged and dropped once its verdict is final, so a long `serve` holds only
 //! the connections still open. The summary counts every connection; the rows kept are the
-//! ones the report shows: every violation, and the first others.
+//! ones the report shows: the first failed ones (`FAILED_ROWS`), and the first others.
 //!
 //! A verdict is final when the host's side finished (as the wire showed it) and the device
 //! can no longer change it: the handshake never completed for the host, or the device let

@@ -50,11 +50,6 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
     } else {
         print!("{}", table(&result, &free, target, &spec));
     }
-    if let Some(plot) = plot {
-        if let Err(e) = write_drawing(plot, sim::fit::plot_svg(&result, &free, target), "plot") {
-            return fail(e);
-        }
-    }
     let untested: Vec<String> = result
         .nothing_tested()
         .map(|p| p.values.join(" x "))
@@ -86,6 +81,11 @@ pub(crate) fn fit(args: FitArgs) -> ExitCode {
             "no point's 95% interval reaches loss_fraction {:.2}..{:.2} in the ranges given",
             target.0, target.1
         ));
+    }
+    if let Some(plot) = plot {
+        if let Err(e) = write_drawing(plot, sim::fit::plot_svg(&result, &free, target), "plot") {
+            return fail(e);
+        }
     }
     ExitCode::SUCCESS
 }

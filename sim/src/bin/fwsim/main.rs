@@ -148,8 +148,8 @@ enum Command {
     ///
     /// Each connection is judged once its verdict is final (the host finished it and the
     /// device let it go) and then forgotten, so memory does not grow with the connections
-    /// served (only with the violations listed): the report counts every connection and lists
-    /// every violation and the first ten others.
+    /// served: the report counts every connection and lists the first 1,000 failed ones
+    /// (lost, stalled, unfinished) and the first ten others.
     /// When serve ends, connections still open are judged as they stand and the host's side
     /// of each is reset, so no client hangs. A closed stdout (serve --json | head) ends serve
     /// as Ctrl-C does, with the report on stderr; --pcap is written through every half second,

@@ -172,11 +172,29 @@ pub(crate) fn report_cells(
         }
     }
     let sum = |f: fn(&sim::sweep::Cell) -> u64| cells.iter().map(f).sum::<u64>();
-    let outcome = Outcome::of(
+    let mut outcome = Outcome::of(
         sum(|c| c.violations),
         sum(|c| c.stalled + c.unfinished),
         sum(|c| c.tested),
     );
+    // A cell that tested nothing proves nothing for its policy, preset or value: the sweep
+    // cannot pass (silent loss or a hang elsewhere still says so first).
+    let untested: Vec<&sim::sweep::Cell> = cells.iter().filter(|c| c.tested == 0).collect();
+    if outcome == Outcome::NoSilentLoss && !untested.is_empty() {
+        outcome = Outcome::NothingTested;
+        let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "(file)".into());
+        for c in &untested {
+            eprintln!(
+                "fwsim: cell {} / {}{} tested nothing: no connection reached a verdict",
+                name(&c.policy),
+                name(&c.preset),
+                c.value
+                    .as_ref()
+                    .map(|v| format!(" / {v}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     match outcome {
         Outcome::NothingTested => {
             eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict")
