@@ -558,7 +558,7 @@ fn a_capture_that_cannot_be_written_stops_serve() {
 }
 
 /// `serve --json | head`: once stdout is closed, serve stops as on Ctrl-C: no panic, the
-/// report on stderr, the exit status from the report (3: the held connection is unfinished),
+/// report on stderr, the exit status from the report (the held connection is unfinished),
 /// and the host's open connection reset rather than left hanging.
 #[test]
 fn a_closed_stdout_ends_serve_cleanly() {
@@ -587,13 +587,13 @@ fn a_closed_stdout_ends_serve_cleanly() {
     let stderr = serve.stderr_text();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("fwsim serve: stdout:"), "{stderr}");
-    // The held connection was still open when serve stopped: unfinished, a liveness
-    // failure (exit 3), as a run that stops with a connection in flight.
-    assert!(
-        stderr.contains("summary: ") && stderr.contains("verdict: LIVENESS FAILURE"),
-        "the report goes to stderr: {stderr}"
-    );
-    assert_eq!(code, Some(3), "{stderr}");
+    // The held connection was still open when serve stopped: unfinished, as in a run that
+    // stops with a connection in flight, so never a pass: a liveness failure (exit 3), or
+    // nothing tested (exit 2) when the second connection had not finished either.
+    assert!(stderr.contains("summary: "), "the report goes to stderr: {stderr}");
+    assert!(stderr.contains("UNFINISHED"), "{stderr}");
+    assert!(!stderr.contains("no silent loss"), "{stderr}");
+    assert!(matches!(code, Some(2 | 3)), "{stderr}");
     let ended: serde_json::Value = serde_json::from_str(&held_lines.next().unwrap().unwrap())
         .expect("the held client's last line");
     assert_eq!(ended["ended"], "reset", "{ended}");
