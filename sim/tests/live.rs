@@ -590,7 +590,10 @@ fn a_closed_stdout_ends_serve_cleanly() {
     // The held connection was still open when serve stopped: unfinished, as in a run that
     // stops with a connection in flight, so never a pass: a liveness failure (exit 3), or
     // nothing tested (exit 2) when the second connection had not finished either.
-    assert!(stderr.contains("summary: "), "the report goes to stderr: {stderr}");
+    assert!(
+        stderr.contains("summary: "),
+        "the report goes to stderr: {stderr}"
+    );
     assert!(stderr.contains("UNFINISHED"), "{stderr}");
     assert!(!stderr.contains("no silent loss"), "{stderr}");
     assert!(matches!(code, Some(2 | 3)), "{stderr}");
