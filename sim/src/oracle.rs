@@ -155,6 +155,17 @@ struct Progress {
     stalled_at: Option<Instant>,
 }
 
+impl Progress {
+    /// The instant the connection stalled, counting the gap from its last progress to `at`
+    /// (`waiting`: it waited on the device all that time): the first stall is kept.
+    fn stalled_until(&self, waiting: bool, at: Instant, liveness: Duration) -> Option<Instant> {
+        // Signed: events joined from two clocks (live mode) may come slightly out of order.
+        let gap_us = at.total_micros() - self.last_at.total_micros();
+        let stalls = waiting && gap_us >= liveness.total_micros() as i64;
+        self.stalled_at.or(stalls.then_some(self.last_at))
+    }
+}
+
 impl Oracle {
     /// An oracle for a run whose workloads send these payloads ([`crate::peer::workload_payloads`]),
     /// with the scenario's `liveness_ms`.
@@ -194,11 +205,7 @@ impl Oracle {
     fn progressed(&mut self, i: usize, at: Instant) {
         let waiting = self.peer.records()[i].waiting_on_device();
         let p = &mut self.progress[i];
-        // Signed: events joined from two clocks (live mode) may come slightly out of order.
-        let gap_us = at.total_micros() - p.last_at.total_micros();
-        if waiting && p.stalled_at.is_none() && gap_us >= self.liveness.total_micros() as i64 {
-            p.stalled_at = Some(p.last_at);
-        }
+        p.stalled_at = p.stalled_until(waiting, at, self.liveness);
         p.last_at = p.last_at.max(at);
     }
 
@@ -311,13 +318,7 @@ impl Oracle {
             .zip(&self.device)
             .zip(&self.progress)
             .map(|((p, device), progress)| {
-                let stalled_at = progress.stalled_at.or_else(|| {
-                    let gap_us = end.total_micros() - progress.last_at.total_micros();
-                    (!p.finished
-                        && p.waiting_on_device()
-                        && gap_us >= self.liveness.total_micros() as i64)
-                        .then_some(progress.last_at)
-                });
+                let stalled_at = progress.stalled_until(p.waiting_on_device(), end, self.liveness);
                 ConnReport {
                     peer_port: p.local_port,
                     workload: p.workload,

@@ -80,9 +80,16 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// The cell's outcome (what its runs say together).
-    pub fn outcome(&self) -> crate::Outcome {
-        crate::Outcome::of(self.violations, self.stalled + self.unfinished, self.tested)
+    /// The cell's name in reports: `policy / preset`, then ` / value` when a field varies
+    /// (`(file)` for what the scenario file decides).
+    pub fn label(&self) -> String {
+        let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "(file)".into());
+        let mut label = format!("{} / {}", name(&self.policy), name(&self.preset));
+        if let Some(v) = &self.value {
+            label.push_str(" / ");
+            label.push_str(v);
+        }
+        label
     }
 
     /// Share of connections silently lost.

@@ -182,20 +182,16 @@ pub(crate) fn report_cells(
     let untested: Vec<&sim::sweep::Cell> = cells.iter().filter(|c| c.tested == 0).collect();
     if outcome == Outcome::NoSilentLoss && !untested.is_empty() {
         outcome = Outcome::NothingTested;
-        let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "(file)".into());
-        for c in &untested {
-            eprintln!(
-                "fwsim: cell {} / {}{} tested nothing: no connection reached a verdict",
-                name(&c.policy),
-                name(&c.preset),
-                c.value
-                    .as_ref()
-                    .map(|v| format!(" / {v}"))
-                    .unwrap_or_default()
-            );
-        }
     }
     match outcome {
+        Outcome::NothingTested if untested.len() < cells.len() => {
+            for c in &untested {
+                eprintln!(
+                    "fwsim: cell {} tested nothing: no connection reached a verdict",
+                    c.label()
+                );
+            }
+        }
         Outcome::NothingTested => {
             eprintln!("fwsim: the sweep tested nothing: no connection reached a verdict")
         }
@@ -259,13 +255,8 @@ fn sweep_table(cells: &[sim::sweep::Cell], spec: &sim::sweep::SweepSpec) -> Stri
             let more = if runs > 5 { ", ..." } else { "" };
             let _ = writeln!(
                 out,
-                "{label}: {} / {}{}: {} of {} runs (seeds {}{more})\n  replay: {}",
-                name(&c.policy),
-                name(&c.preset),
-                c.value
-                    .as_ref()
-                    .map(|v| format!(" / {v}"))
-                    .unwrap_or_default(),
+                "{label}: {}: {} of {} runs (seeds {}{more})\n  replay: {}",
+                c.label(),
                 runs,
                 c.runs,
                 shown.join(", "),
